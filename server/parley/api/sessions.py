@@ -1,0 +1,106 @@
+"""``/api/v1/sessions``: create, list, get, update, archive, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from parley.api.common import JSONResponse, api, body, int_param, principal, service
+from parley.errors import InvalidRequest
+from parley.sessions.rules import SessionStatus
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class CreateSession(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Annotated[str, StringConstraints(max_length=500)] = ""
+    metadata: dict[str, Any] | None = None
+    tags: Annotated[list[Tag], Field(max_length=32)] | None = None
+
+
+class UpdateSession(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    metadata: dict[str, Any] | None = None
+    tags: Annotated[list[Tag], Field(max_length=32)] | None = None
+    status: SessionStatus | None = None
+
+
+@api
+async def create_session(request: Request) -> Response:
+    p = await principal(request)
+    req = await body(request, CreateSession)
+    view = await service(request).create_session(
+        p, title=req.title, metadata=req.metadata, tags=req.tags
+    )
+    return JSONResponse(view, status_code=201)
+
+
+@api
+async def list_sessions(request: Request) -> Response:
+    p = await principal(request)
+    status_param = request.query_params.get("status")
+    try:
+        status = SessionStatus(status_param) if status_param else None
+    except ValueError:
+        raise InvalidRequest("status must be active or archived") from None
+    items, next_cursor = await service(request).list_sessions(
+        p,
+        status=status,
+        tag=request.query_params.get("tag") or None,
+        limit=int_param(request, "limit", 50, lo=1, hi=200) or 50,
+        cursor=request.query_params.get("cursor") or None,
+    )
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
+
+
+@api
+async def get_session(request: Request) -> Response:
+    p = await principal(request)
+    return JSONResponse(await service(request).get_session(p, request.path_params["session_id"]))
+
+
+@api
+async def update_session(request: Request) -> Response:
+    p = await principal(request)
+    req = await body(request, UpdateSession)
+    view = await service(request).update_session(
+        p,
+        request.path_params["session_id"],
+        title=req.title,
+        metadata=req.metadata,
+        tags=req.tags,
+        status=req.status,
+    )
+    return JSONResponse(view)
+
+
+@api
+async def archive_session(request: Request) -> Response:
+    p = await principal(request)
+    view = await service(request).update_session(
+        p, request.path_params["session_id"], status=SessionStatus.ARCHIVED
+    )
+    return JSONResponse(view)
+
+
+@api
+async def delete_session(request: Request) -> Response:
+    p = await principal(request)
+    await service(request).delete_session(p, request.path_params["session_id"])
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/sessions", create_session, methods=["POST"]),
+    Route("/sessions", list_sessions, methods=["GET"]),
+    Route("/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/sessions/{session_id}", update_session, methods=["PATCH"]),
+    Route("/sessions/{session_id}", delete_session, methods=["DELETE"]),
+    Route("/sessions/{session_id}/archive", archive_session, methods=["POST"]),
+]

@@ -1,0 +1,129 @@
+"""The Starlette application factory and its lifespan: the one place that wires parts together."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from parley import metrics
+from parley.api import health, messages, participants, sessions
+from parley.api.common import JSONResponse
+from parley.broker import Broker, create_broker
+from parley.config import Settings
+from parley.hub.endpoint import SocketEndpoint
+from parley.hub.hub import Hub
+from parley.sessions.service import SessionService
+from parley.storage.database import Database
+from parley.storage.event_log import EventLog
+from parley.storage.migrate import upgrade
+
+log = structlog.get_logger("parley")
+
+
+class _Socket:
+    """ASGI app for ``/ws`` that defers to the endpoint built in the lifespan."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint: SocketEndpoint = scope["app"].state.endpoint
+        await endpoint(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return JSONResponse({"error": {"code": code, "message": detail}}, status_code=status)
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: counts REST requests by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            metrics.HTTP_REQUESTS.labels(
+                method=scope["method"],
+                route=getattr(route, "path", "unmatched"),
+                status=str(status),
+            ).inc()
+            if status >= 500:
+                log.error(
+                    "request failed",
+                    path=scope["path"],
+                    status=status,
+                    ms=round((time.perf_counter() - start) * 1000, 1),
+                )
+
+
+def create_app(
+    settings: Settings | None = None, *, broker: Broker | None = None, migrate: bool = True
+) -> Starlette:
+    """Build the app. ``broker`` overrides the one named in the settings (tests share buses)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        url = settings.effective_database_url
+        if migrate:
+            await asyncio.to_thread(upgrade, url)
+        db = Database(url)
+        the_broker = broker or create_broker(settings.broker_url)
+        await the_broker.start()
+        event_log = EventLog(db)
+        hub = Hub(the_broker, events_after=event_log.events_after, last_seq=event_log.last_seq)
+        service = SessionService(db, hub, max_text_chars=settings.max_text_chars)
+        app.state.settings = settings
+        app.state.db = db
+        app.state.broker = the_broker
+        app.state.hub = hub
+        app.state.service = service
+        app.state.endpoint = SocketEndpoint(hub, service, settings)
+        log.info("parley ready", **settings.safe_summary())
+        try:
+            yield
+        finally:
+            await hub.shutdown(settings.shutdown_flush_timeout)
+            await the_broker.stop()
+            await db.close()
+            log.info("parley stopped")
+
+    api_routes = [*sessions.routes, *messages.routes, *participants.routes]
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/ws", _Socket()),
+            Mount("/api/v1", routes=api_routes),
+            *health.routes,
+        ],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestMetrics)
+    return app

@@ -1,0 +1,114 @@
+"""The exception tree and the one catalog of error codes and WebSocket close codes.
+
+::
+
+    ParleyError                 code, message, HTTP status; what every client-facing error is
+    ├── ProtocolError           a frame could not be understood (bad encoding, schema, size)
+    ├── AuthError               missing, invalid or expired credentials
+    ├── NotFound                the target does not exist *or the caller may not see it*
+    ├── Forbidden               the caller sees the target but may not do this
+    ├── Conflict                the request contradicts the current state
+    └── RateLimited             too many frames or requests; carries retry_after
+
+Errors of another tenant's objects are always ``NotFound`` so nobody can probe for ids.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error codes sent in ``error`` frames and REST error bodies."""
+
+    BAD_ENCODING = "bad_encoding"  # not valid JSON / msgpack
+    BAD_FRAME = "bad_frame"  # decodes, but is not an object with a string "type"
+    UNKNOWN_TYPE = "unknown_type"  # "type" names no frame of this protocol
+    INVALID_FRAME = "invalid_frame"  # a field is missing, of the wrong type or out of range
+    FRAME_TOO_LARGE = "frame_too_large"
+    TEXT_TOO_LONG = "text_too_long"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHENTICATED = "unauthenticated"
+    ALREADY_AUTHENTICATED = "already_authenticated"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"
+    NOT_SUBSCRIBED = "not_subscribed"
+    INVALID_REQUEST = "invalid_request"
+    SESSION_ARCHIVED = "session_archived"
+    INTERNAL = "internal"
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server uses. 4xxx are Parley's own."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009  # over the hard transport limit: the frame was never read
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # graceful shutdown: reconnect (elsewhere) and resume by seq
+    UNAUTHENTICATED = 4001  # no valid token within the auth timeout, or a bad token
+    SLOW_CONSUMER = 4008  # the send queue overflowed: reconnect and resume by seq
+    SESSION_GONE = 4004  # reserved: the session was deleted while subscribed
+    TOO_MANY_ERRORS = 4029  # the client kept sending bad frames or exceeding the rate
+
+
+class ParleyError(Exception):
+    """Base of all errors a client may see."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    status: int = 500
+
+    def __init__(self, message: str, *, details: Any = None, code: ErrorCode | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body / frame fields for this error."""
+        body: dict[str, Any] = {"code": str(self.code), "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ProtocolError(ParleyError):
+    code = ErrorCode.INVALID_FRAME
+    status = 400
+
+
+class InvalidRequest(ParleyError):
+    code = ErrorCode.INVALID_REQUEST
+    status = 422
+
+
+class AuthError(ParleyError):
+    code = ErrorCode.UNAUTHENTICATED
+    status = 401
+
+
+class NotFound(ParleyError):
+    code = ErrorCode.NOT_FOUND
+    status = 404
+
+
+class Forbidden(ParleyError):
+    code = ErrorCode.FORBIDDEN
+    status = 403
+
+
+class Conflict(ParleyError):
+    code = ErrorCode.CONFLICT
+    status = 409
+
+
+class RateLimited(ParleyError):
+    code = ErrorCode.RATE_LIMITED
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message, details={"retry_after": round(retry_after, 3)})
+        self.retry_after = retry_after

@@ -1,0 +1,106 @@
+"""Bearer tokens (JWT, HS256) and the principal they stand for."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from parley.errors import AuthError
+
+ISSUER = "parley"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+
+
+class UserKind(StrEnum):
+    HUMAN = "human"
+    BOT = "bot"
+    ASSISTANT = "assistant"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. Every query it causes is scoped to ``tenant_id``."""
+
+    tenant_id: str
+    user_id: str
+    name: str
+    kind: UserKind
+
+
+def valid_identifier(value: str) -> bool:
+    """Tenant and user ids: 1-128 of letters, digits and ``._@+-``, starting alphanumeric."""
+    return bool(_NAME_RE.match(value))
+
+
+def create_token(
+    key: str,
+    *,
+    user_id: str,
+    tenant_id: str,
+    name: str | None = None,
+    kind: UserKind = UserKind.HUMAN,
+    ttl_seconds: int | None = 30 * 24 * 3600,
+) -> str:
+    """Sign a token for ``user_id`` in ``tenant_id``. ``ttl_seconds=None`` never expires."""
+    for label, value in (("user", user_id), ("tenant", tenant_id)):
+        if not valid_identifier(value):
+            raise ValueError(
+                f"{label} id {value!r} must be 1-128 letters, digits or ._@+- "
+                "and start with a letter or digit"
+            )
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": user_id,
+        "tid": tenant_id,
+        "name": name or user_id,
+        "kind": str(kind),
+        "iat": now,
+    }
+    if ttl_seconds is not None:
+        claims["exp"] = now + ttl_seconds
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def verify_token(key: str, token: str) -> Principal:
+    """Check signature, expiry and claims. Raises :class:`AuthError` with the reason."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            options={"require": ["sub", "tid", "iat", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from None
+    user_id, tenant_id = claims.get("sub"), claims.get("tid")
+    if not (isinstance(user_id, str) and isinstance(tenant_id, str)):
+        raise AuthError("invalid token: sub and tid must be strings")
+    if not (valid_identifier(user_id) and valid_identifier(tenant_id)):
+        raise AuthError("invalid token: malformed user or tenant id")
+    try:
+        kind = UserKind(claims.get("kind", "human"))
+    except ValueError:
+        raise AuthError("invalid token: unknown user kind") from None
+    name = claims.get("name")
+    if not isinstance(name, str) or not name.strip():
+        name = user_id
+    return Principal(tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header value, if it is one."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

@@ -1,0 +1,1 @@
+"""The hub: connections, per-session feeds, and fan-out through the broker."""

@@ -1,0 +1,157 @@
+"""One client connection: its identity, its subscriptions, and a bounded send queue drained by
+its own writer task, so fan-out never waits for a slow client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from enum import Enum
+from typing import Any
+
+import structlog
+
+from parley import metrics
+from parley.errors import CloseCode
+from parley.governance.auth import Principal
+from parley.hub.events import OutEvent
+from parley.protocol.codec import Encoding, encode
+from parley.types import ASGISend
+
+log = structlog.get_logger("parley.hub")
+
+
+class ConnState(Enum):
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Connection:
+    """Owns the write side of one socket. All writes go through the queue."""
+
+    def __init__(
+        self,
+        send: ASGISend,
+        *,
+        conn_id: str,
+        encoding: Encoding,
+        max_queue: int,
+        client: str | None = None,
+    ) -> None:
+        self.id = conn_id
+        self.encoding = encoding
+        self.client = client
+        self.principal: Principal | None = None
+        self.state = ConnState.AUTHENTICATING
+        self.close_code: int | None = None
+        self._send = send
+        self._queue: deque[bytes | str] = deque()
+        self._max_queue = max_queue
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._close_reason = ""
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (ConnState.AUTHENTICATING, ConnState.OPEN)
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    def send_frame(self, frame: dict[str, Any]) -> None:
+        """Queue a frame built for this connection alone (ack, error, welcome)."""
+        self._push(encode(frame, self.encoding))
+
+    def send_event(self, event: OutEvent) -> None:
+        """Queue a shared event, in this connection's encoding (encoded once per format)."""
+        self._push(event.encoded(self.encoding))
+
+    async def send_event_waiting(self, event: OutEvent) -> None:
+        """Queue an event, waiting for room instead of failing: replay uses this."""
+        while self.is_open and len(self._queue) >= self._max_queue // 2:
+            self._room.clear()
+            await self._room.wait()
+        self._push(event.encoded(self.encoding))
+
+    def _push(self, data: bytes | str) -> None:
+        if not self.is_open:
+            return
+        if len(self._queue) >= self._max_queue:
+            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow; reconnect and resume by seq")
+            return
+        self._queue.append(data)
+        self._wakeup.set()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str = "", *, flush: bool = False) -> None:
+        """Close the socket with ``code``. Without ``flush`` queued frames are dropped."""
+        if not self.is_open:
+            return
+        self.state = ConnState.CLOSING
+        self.close_code = code
+        self._close_reason = reason[:120]
+        if not flush:
+            self._queue.clear()
+        metrics.DISCONNECTS.labels(code=str(code)).inc()
+        log.info("closing connection", conn=self.id, code=code, reason=reason)
+        self._wakeup.set()
+        self._room.set()
+
+    async def wait_closed(self, grace: float | None = None) -> None:
+        """Wait up to ``grace`` seconds for the writer to flush and send the close frame."""
+        if self._writer is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._writer), grace)
+        except TimeoutError:
+            self._writer.cancel()
+
+    def disconnected(self) -> None:
+        """The peer went away: stop writing."""
+        self.state = ConnState.CLOSED
+        self._queue.clear()
+        self._wakeup.set()
+        self._room.set()
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        queue, send = self._queue, self._send
+        try:
+            while True:
+                while queue:
+                    data = queue.popleft()
+                    if isinstance(data, bytes):
+                        await send({"type": "websocket.send", "bytes": data})
+                    else:
+                        await send({"type": "websocket.send", "text": data})
+                    metrics.FRAMES_OUT.inc()
+                    if not self._room.is_set() and len(queue) < self._max_queue // 4:
+                        self._room.set()
+                self._room.set()
+                if self.state is ConnState.CLOSING:
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": self.close_code,
+                            "reason": self._close_reason,
+                        }
+                    )
+                    self.state = ConnState.CLOSED
+                    return
+                if self.state is ConnState.CLOSED:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except (OSError, RuntimeError) as exc:
+            # The transport died under us (peer reset, already-closed socket); uvicorn's
+            # ClientDisconnected is an OSError.
+            log.debug("writer stopped", conn=self.id, error=str(exc))
+            self.state = ConnState.CLOSED

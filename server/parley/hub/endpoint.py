@@ -1,0 +1,205 @@
+"""The ``/ws`` endpoint: a short pump from the socket to the protocol and the handlers.
+
+Authentication: ``?token=`` in the URL, an ``Authorization: Bearer`` header, or a ``hello``
+frame within ``auth_timeout`` seconds. ``?format=msgpack|json`` picks the encoding of server
+frames (default: the encoding of the client's first frame, JSON before any frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+
+from parley import metrics
+from parley.config import Settings
+from parley.errors import AuthError, CloseCode, ErrorCode, ParleyError, ProtocolError, RateLimited
+from parley.governance.auth import Principal, bearer_token, verify_token
+from parley.hub.commands import HANDLERS, CommandContext
+from parley.hub.connection import Connection, ConnState
+from parley.hub.hub import Hub
+from parley.hub.ratelimit import TokenBucket
+from parley.ids import iso, utcnow
+from parley.protocol import frames as f
+from parley.protocol.codec import Encoding, decode_raw, frame_ref, parse_frame
+from parley.protocol.server_frames import error
+from parley.sessions.service import SessionService
+from parley.types import ASGIReceive, ASGISend, Scope
+
+log = structlog.get_logger("parley.hub")
+
+
+class SocketEndpoint:
+    """ASGI app serving protocol v1 on one WebSocket per client."""
+
+    def __init__(self, hub: Hub, service: SessionService, settings: Settings) -> None:
+        self.hub = hub
+        self.service = service
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        fmt = params.get("format", [""])[0].lower()
+        encoding = Encoding.MSGPACK if fmt == "msgpack" else Encoding.JSON
+        headers = dict(scope.get("headers") or [])
+        token = params.get("token", [None])[0] or bearer_token(
+            headers.get(b"authorization", b"").decode("latin-1") or None
+        )
+        client = scope.get("client")
+        conn = Connection(
+            send,
+            conn_id=secrets.token_hex(6),
+            encoding=encoding,
+            max_queue=self.settings.send_queue_frames,
+            client=f"{client[0]}:{client[1]}" if client else None,
+        )
+        structlog.contextvars.bind_contextvars(conn=conn.id)
+        await send({"type": "websocket.accept"})
+        conn.start()
+        self.hub.add_connection(conn)
+        metrics.CONNECTIONS_TOTAL.inc()
+        log.info("connection opened", client=conn.client)
+        pump = _Pump(self, conn, explicit_format=bool(fmt))
+        try:
+            if fmt and fmt not in ("json", "msgpack"):
+                conn.send_frame(
+                    error(None, ProtocolError(f"unknown format {fmt!r}; use json or msgpack"))
+                )
+                conn.close(CloseCode.NORMAL, "unknown format")
+            elif token is not None:
+                await pump.authenticate(token, ref=None)
+            await pump.run(receive)
+        finally:
+            await self.hub.remove_connection(conn)
+            if conn.is_open:
+                conn.close(CloseCode.NORMAL)
+            await conn.wait_closed(1.0)
+            log.info("connection closed", code=conn.close_code)
+            structlog.contextvars.clear_contextvars()
+
+
+class _Pump:
+    """Reads frames one at a time and answers each; frames of one client are handled in order."""
+
+    def __init__(self, endpoint: SocketEndpoint, conn: Connection, *, explicit_format: bool):
+        self.ep = endpoint
+        self.conn = conn
+        self.explicit_format = explicit_format
+        settings = endpoint.settings
+        now = time.monotonic()
+        self.frames = TokenBucket(settings.frame_rate, settings.frame_burst, now)
+        # A client that keeps sending bad frames is cut off; honest bugs get plenty of answers.
+        self.faults = TokenBucket(5.0, 100, now)
+        self.ctx: CommandContext | None = None
+        self.opened = now
+
+    async def run(self, receive: ASGIReceive) -> None:
+        conn = self.conn
+        while conn.is_open:
+            if self.ctx is None:
+                remaining = self.ep.settings.auth_timeout - (time.monotonic() - self.opened)
+                try:
+                    async with asyncio.timeout(max(remaining, 0.0)):
+                        message = await receive()
+                except TimeoutError:
+                    conn.send_frame(
+                        error(None, AuthError("no hello frame with a valid token in time"))
+                    )
+                    conn.close(CloseCode.UNAUTHENTICATED, "authentication timeout", flush=True)
+                    return
+            else:
+                message = await receive()
+            if message["type"] == "websocket.disconnect":
+                conn.disconnected()
+                return
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+            if data is not None:
+                await self.handle(data)
+
+    async def handle(self, data: bytes | str) -> None:
+        conn = self.conn
+        if not self.explicit_format and self.ctx is None:
+            conn.encoding = Encoding.MSGPACK if isinstance(data, bytes) else Encoding.JSON
+        ref: str | int | None = None
+        ftype = "invalid"
+        try:
+            wait = self.frames.take(time.monotonic())
+            if wait:
+                raise RateLimited("too many frames; slow down", retry_after=wait)
+            limit = self.ep.settings.max_frame_bytes
+            if len(data) > limit:
+                raise ProtocolError(
+                    f"frame is {len(data)} {'bytes' if isinstance(data, bytes) else 'characters'};"
+                    f" the limit is {limit}",
+                    code=ErrorCode.FRAME_TOO_LARGE,
+                )
+            raw = decode_raw(data)
+            ref = frame_ref(raw)
+            frame = parse_frame(raw)
+            ftype = frame.type
+            if isinstance(frame, f.Hello):
+                if self.ctx is not None:
+                    raise ParleyError(
+                        "this connection is already authenticated",
+                        code=ErrorCode.ALREADY_AUTHENTICATED,
+                    )
+                await self.authenticate(frame.token, ref=ref)
+                return
+            if self.ctx is None:
+                raise AuthError("send a hello frame with a token first")
+            await HANDLERS[type(frame)](self.ctx, frame)
+        except ParleyError as exc:
+            self._refuse(ref, exc)
+        except Exception:
+            log.exception("frame handler failed", frame_type=ftype)
+            self._refuse(ref, ParleyError("internal error; the frame was not applied"))
+        finally:
+            metrics.FRAMES_IN.labels(type=ftype).inc()
+
+    def _refuse(self, ref: str | int | None, exc: ParleyError) -> None:
+        metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
+        self.conn.send_frame(error(ref, exc))
+        if exc.code is not ErrorCode.RATE_LIMITED and self.faults.take(time.monotonic()):
+            self.conn.close(CloseCode.TOO_MANY_ERRORS, "too many bad frames", flush=True)
+
+    async def authenticate(self, token: str, *, ref: str | int | None) -> None:
+        conn = self.conn
+        try:
+            principal = verify_token(self.ep.settings.signing_key, token)
+        except AuthError as exc:
+            metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
+            conn.send_frame(error(ref, exc))
+            conn.close(CloseCode.UNAUTHENTICATED, exc.message, flush=True)
+            return
+        await self.ep.service.ensure_principal(principal)
+        conn.principal = principal
+        conn.state = ConnState.OPEN
+        self.ctx = CommandContext(conn, principal, self.ep.hub, self.ep.service)
+        structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, user=principal.user_id)
+        conn.send_frame(welcome(ref, conn, principal, self.ep.settings))
+
+
+def welcome(ref: str | int | None, conn: Connection, p: Principal, s: Settings) -> dict[str, Any]:
+    return {
+        "type": "welcome",
+        "ref": ref,
+        "protocol": f.PROTOCOL_VERSION,
+        "connection_id": conn.id,
+        "tenant": p.tenant_id,
+        "user": {"id": p.user_id, "name": p.name, "kind": str(p.kind)},
+        "server_time": iso(utcnow()),
+        "limits": {
+            "max_frame_bytes": s.max_frame_bytes,
+            "max_text_chars": s.max_text_chars,
+            "frame_rate": s.frame_rate,
+            "frame_burst": s.frame_burst,
+        },
+    }

@@ -1,0 +1,186 @@
+"""A session's feed on one process: restores ``seq`` order, fills gaps, fans out locally."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from parley import metrics
+from parley.hub.connection import Connection
+from parley.hub.events import OutEvent
+
+log = structlog.get_logger("parley.hub")
+
+EventsAfter = Callable[[str, int, int], Awaitable[list[dict[str, Any]]]]
+
+
+class Subscription:
+    """A connection's place in a feed. While replaying, live events wait in ``buffer``."""
+
+    __slots__ = ("buffer", "conn")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.buffer: list[OutEvent] = []
+
+
+class SessionFeed:
+    """Delivers a session's durable events to local subscribers exactly once and in ``seq`` order.
+
+    Events from the broker may arrive out of order (concurrent writers publish after their own
+    commits) or not at all (the broker is at most once). Out-of-order events wait in ``pending``;
+    a gap that does not close within ``gap_grace`` seconds is read from storage.
+    """
+
+    def __init__(
+        self,
+        tenant_id: str,
+        session_id: str,
+        channel: str,
+        events_after: EventsAfter,
+        *,
+        gap_grace: float = 0.1,
+        max_buffer: int = 2048,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self.channel = channel
+        self.live: dict[Connection, None] = {}
+        self.replaying: dict[Connection, Subscription] = {}
+        self.delivered: int | None = None  # None until initialised from storage
+        self.pending: dict[int, OutEvent] = {}
+        self.closed = False
+        self._events_after = events_after
+        self._gap_grace = gap_grace
+        self._max_buffer = max_buffer
+        self._gap_task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.replaying)
+
+    def initialise(self, last_seq: int) -> None:
+        """Start ordering after ``last_seq`` (read from storage after the broker subscription)."""
+        self.delivered = last_seq
+        stale = [s for s in self.pending if s <= last_seq]
+        for s in stale:
+            del self.pending[s]
+        self._drain()
+
+    # -- input ------------------------------------------------------------------------------
+
+    def accept(self, event: OutEvent) -> None:
+        """Take one event from the broker (or from storage, when filling a gap)."""
+        if not event.durable:
+            self._fanout(event, include_replaying=False)
+            return
+        seq = event.seq
+        if self.delivered is None:
+            self.pending[seq] = event
+            return
+        if seq <= self.delivered:
+            return  # already delivered: a duplicate from a gap fill or the broker
+        if seq == self.delivered + 1:
+            self._deliver(event)
+            if self.pending:
+                self._drain()
+            return
+        self.pending[seq] = event
+        self._schedule_gap_fill()
+
+    def _drain(self) -> None:
+        assert self.delivered is not None
+        while self.pending:
+            event = self.pending.pop(self.delivered + 1, None)
+            if event is None:
+                break
+            self._deliver(event)
+        if self.pending:
+            self._schedule_gap_fill()
+
+    def _deliver(self, event: OutEvent) -> None:
+        self.delivered = event.seq
+        self._fanout(event, include_replaying=True)
+
+    def _fanout(self, event: OutEvent, *, include_replaying: bool) -> None:
+        for conn in self.live:
+            conn.send_event(event)
+        if include_replaying:
+            for sub in self.replaying.values():
+                if len(sub.buffer) >= self._max_buffer:
+                    sub.conn.close(4008, "too many events during replay; resume by seq")
+                else:
+                    sub.buffer.append(event)
+        metrics.EVENTS_DELIVERED.inc()
+        metrics.FANOUT_LATENCY.observe(max(0.0, time.time() - event.published_at))
+
+    # -- gaps -------------------------------------------------------------------------------
+
+    def _schedule_gap_fill(self) -> None:
+        if self._gap_task is None and not self.closed:
+            self._gap_task = asyncio.get_running_loop().create_task(self._fill_gaps())
+
+    async def _fill_gaps(self) -> None:
+        delay = self._gap_grace
+        try:
+            while self.pending and not self.closed:
+                await asyncio.sleep(delay)
+                if not self.pending or self.delivered is None:
+                    continue
+                missing_from = self.delivered
+                if missing_from + 1 in self.pending:
+                    self._drain()
+                    continue
+                try:
+                    frames = await self._events_after(self.session_id, missing_from, 500)
+                except Exception as exc:
+                    log.warning(
+                        "gap fill failed; retrying", session=self.session_id, error=str(exc)
+                    )
+                    delay = min(delay * 2, 5.0)
+                    continue
+                metrics.GAP_FILLS.inc()
+                log.info(
+                    "filling seq gap from storage",
+                    session=self.session_id,
+                    after=missing_from,
+                    fetched=len(frames),
+                )
+                for frame in frames:
+                    if self.delivered is not None and frame["seq"] == self.delivered + 1:
+                        self._deliver(OutEvent.from_frame(frame))
+                self.pending = {s: e for s, e in self.pending.items() if s > (self.delivered or 0)}
+                self._drain()
+                delay = self._gap_grace
+        finally:
+            self._gap_task = None
+
+    # -- subscribers ------------------------------------------------------------------------
+
+    def add_replaying(self, conn: Connection) -> Subscription:
+        self.live.pop(conn, None)
+        sub = Subscription(conn)
+        self.replaying[conn] = sub
+        return sub
+
+    def go_live(self, sub: Subscription, after_seq: int) -> None:
+        """Send what arrived during replay after ``after_seq``, then deliver live."""
+        conn = sub.conn
+        for event in sub.buffer:
+            if event.seq > after_seq:
+                conn.send_event(event)
+        sub.buffer.clear()
+        if self.replaying.pop(conn, None) is not None:
+            self.live[conn] = None
+
+    def remove(self, conn: Connection) -> None:
+        self.live.pop(conn, None)
+        self.replaying.pop(conn, None)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._gap_task is not None:
+            self._gap_task.cancel()

@@ -1,0 +1,246 @@
+"""The hub of one process: local connections, session feeds, and publishing through the broker.
+
+Every event takes the same path, even in a single process: ``publish`` hands it to the broker;
+the broker calls back every process that has subscribers, including this one; the session's
+feed puts it in ``seq`` order and queues the same bytes on every local subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+
+from parley import metrics
+from parley.broker.base import Broker
+from parley.errors import CloseCode
+from parley.hub.connection import Connection
+from parley.hub.events import OutEvent
+from parley.hub.feed import EventsAfter, SessionFeed
+from parley.ids import iso, utcnow
+
+log = structlog.get_logger("parley.hub")
+
+LastSeq = Callable[[str], Awaitable[int]]
+REPLAY_PAGE = 500
+
+
+def session_channel(tenant_id: str, session_id: str) -> str:
+    return f"parley:{tenant_id}:session:{session_id}"
+
+
+class Hub:
+    """Implements the session service's ``Publisher`` and serves subscriptions."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        events_after: EventsAfter,
+        last_seq: LastSeq,
+        gap_grace: float = 0.1,
+        max_replay_buffer: int = 2048,
+    ) -> None:
+        self.broker = broker
+        self.connections: set[Connection] = set()
+        self._events_after = events_after
+        self._last_seq = last_seq
+        self._gap_grace = gap_grace
+        self._max_replay_buffer = max_replay_buffer
+        self._feeds: dict[str, SessionFeed] = {}
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._subscriptions: dict[Connection, dict[str, SessionFeed]] = {}
+        # Broker subscribe/unsubscribe of one channel must not interleave; they are rare
+        # (first and last local subscriber of a session), so one lock is enough.
+        self._channel_lock = asyncio.Lock()
+
+    # -- publishing (the session service's Publisher) ---------------------------------------
+
+    async def publish(
+        self, tenant_id: str, session_id: str, frames: Sequence[dict[str, Any]]
+    ) -> None:
+        channel = session_channel(tenant_id, session_id)
+        for frame in frames:
+            await self.broker.publish(channel, OutEvent.from_frame(frame).envelope())
+        metrics.EVENTS_PUBLISHED.labels(kind="durable").inc(len(frames))
+
+    async def publish_ephemeral(
+        self, tenant_id: str, session_id: str, name: str, data: dict[str, Any]
+    ) -> None:
+        channel = session_channel(tenant_id, session_id)
+        feed = self._feeds.get(channel)
+        frame = {
+            "type": "event",
+            "session": session_id,
+            "seq": (feed.delivered or 0) if feed else 0,
+            "event": name,
+            "data": data,
+            "ephemeral": True,
+            "ts": iso(utcnow()),
+        }
+        await self.broker.publish(channel, OutEvent.from_frame(frame).envelope())
+        metrics.EVENTS_PUBLISHED.labels(kind="ephemeral").inc()
+
+    def _on_message(self, channel: str, payload: bytes) -> None:
+        feed = self._feeds.get(channel)
+        if feed is None:
+            return
+        try:
+            event = OutEvent.from_envelope(payload)
+        except Exception as exc:  # a foreign or corrupt payload must not break the broker loop
+            log.error("dropping undecodable broker payload", channel=channel, error=str(exc))
+            return
+        feed.accept(event)
+        if event.frame.get("event") == "session.deleted":
+            self._drop_feed_subscribers(feed)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def add_connection(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        metrics.CONNECTIONS.set(len(self.connections))
+
+    async def remove_connection(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        metrics.CONNECTIONS.set(len(self.connections))
+        feeds = list(self._subscriptions.pop(conn, {}).values())
+        metrics.SUBSCRIPTIONS.dec(len(feeds))
+        for feed in feeds:
+            feed.remove(conn)
+            await self._release(feed)
+
+    def subscribed(self, conn: Connection, session_id: str) -> bool:
+        return session_id in self._subscriptions.get(conn, {})
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        conn: Connection,
+        tenant_id: str,
+        session_id: str,
+        since_seq: int | None,
+        on_ready: Callable[[int, int], None],
+    ) -> None:
+        """Subscribe ``conn``; replay events after ``since_seq`` from storage, then go live.
+
+        ``on_ready(seq, replayed)`` runs after the replay and before the first live event, so
+        the client's ack separates the two. No event is skipped or sent twice: live events that
+        arrive during the replay are held and sent after it, minus those the replay covered.
+        """
+        feed = await self._feed(tenant_id, session_id)
+        subs = self._subscriptions.setdefault(conn, {})
+        if subs.get(session_id) is None:
+            metrics.SUBSCRIPTIONS.inc()
+        subs[session_id] = feed
+        sub = feed.add_replaying(conn)
+        try:
+            if since_seq is None:
+                floor = await self._last_seq(session_id)
+                replayed = 0
+            else:
+                floor, replayed = await self._replay(conn, session_id, since_seq)
+        except BaseException:
+            feed.remove(conn)
+            if subs.pop(session_id, None) is not None:
+                metrics.SUBSCRIPTIONS.dec()
+            await self._release(feed)
+            raise
+        if not conn.is_open or feed.closed:
+            return
+        on_ready(floor, replayed)
+        feed.go_live(sub, floor)
+
+    async def _replay(self, conn: Connection, session_id: str, since_seq: int) -> tuple[int, int]:
+        floor, replayed = since_seq, 0
+        while conn.is_open:
+            frames = await self._events_after(session_id, floor, REPLAY_PAGE)
+            for frame in frames:
+                await conn.send_event_waiting(OutEvent.from_frame(frame))
+                floor = frame["seq"]
+            replayed += len(frames)
+            if len(frames) < REPLAY_PAGE:
+                break
+        return floor, replayed
+
+    async def unsubscribe(self, conn: Connection, session_id: str) -> bool:
+        """Drop one subscription. False when ``conn`` was not subscribed to the session."""
+        feed = self._subscriptions.get(conn, {}).pop(session_id, None)
+        if feed is None:
+            return False
+        metrics.SUBSCRIPTIONS.dec()
+        feed.remove(conn)
+        await self._release(feed)
+        return True
+
+    async def _feed(self, tenant_id: str, session_id: str) -> SessionFeed:
+        channel = session_channel(tenant_id, session_id)
+        feed = self._feeds.get(channel)
+        if feed is not None:
+            await asyncio.shield(self._ready[channel])
+            return feed
+        feed = SessionFeed(
+            tenant_id,
+            session_id,
+            channel,
+            self._events_after,
+            gap_grace=self._gap_grace,
+            max_buffer=self._max_replay_buffer,
+        )
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._feeds[channel] = feed
+        self._ready[channel] = ready
+        metrics.FEEDS.set(len(self._feeds))
+        try:
+            async with self._channel_lock:
+                await self.broker.subscribe(channel, self._on_message)
+            # Read the position only once the subscription is active: every event committed
+            # after this read is then certain to arrive through the broker.
+            feed.initialise(await self._last_seq(session_id))
+        except BaseException as exc:
+            self._forget(feed)
+            ready.set_exception(exc)
+            ready.exception()  # mark retrieved; waiters re-raise it themselves
+            async with self._channel_lock:
+                await self.broker.unsubscribe(channel)
+            raise
+        ready.set_result(None)
+        return feed
+
+    async def _release(self, feed: SessionFeed) -> None:
+        """Tear the feed down when its last local subscriber has left."""
+        if len(feed) or self._feeds.get(feed.channel) is not feed:
+            return
+        self._forget(feed)
+        async with self._channel_lock:
+            if feed.channel not in self._feeds:  # nobody re-created it meanwhile
+                await self.broker.unsubscribe(feed.channel)
+
+    def _forget(self, feed: SessionFeed) -> None:
+        feed.close()
+        if self._feeds.get(feed.channel) is feed:
+            del self._feeds[feed.channel]
+            self._ready.pop(feed.channel, None)
+        metrics.FEEDS.set(len(self._feeds))
+
+    def _drop_feed_subscribers(self, feed: SessionFeed) -> None:
+        for conn in [*feed.live, *feed.replaying]:
+            feed.remove(conn)
+            if self._subscriptions.get(conn, {}).pop(feed.session_id, None) is not None:
+                metrics.SUBSCRIPTIONS.dec()
+        asyncio.get_running_loop().create_task(self._release(feed))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def shutdown(self, flush_timeout: float) -> None:
+        """Close every connection with 1012 after flushing its queue (bounded by the timeout)."""
+        conns = list(self.connections)
+        for conn in conns:
+            conn.close(
+                CloseCode.SERVICE_RESTART, "server restarting; reconnect and resume", flush=True
+            )
+        if conns:
+            await asyncio.gather(*(c.wait_closed(flush_timeout) for c in conns))
+        log.info("hub closed connections", count=len(conns))

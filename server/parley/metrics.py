@@ -1,0 +1,33 @@
+"""Prometheus metrics, defined once. Exposed at ``GET /metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("parley_open_connections", "Open WebSocket connections on this process.")
+CONNECTIONS_TOTAL = Counter("parley_connections_total", "WebSocket connections accepted.")
+DISCONNECTS = Counter(
+    "parley_disconnects_total", "Connections closed by the server, by close code.", ["code"]
+)
+SUBSCRIPTIONS = Gauge("parley_subscriptions", "Session subscriptions held on this process.")
+FEEDS = Gauge("parley_session_feeds", "Sessions with local subscribers on this process.")
+FRAMES_IN = Counter("parley_frames_in_total", "Client frames received, by frame type.", ["type"])
+FRAMES_OUT = Counter("parley_frames_out_total", "Frames written to clients.")
+FRAME_ERRORS = Counter("parley_frame_errors_total", "Error frames sent, by error code.", ["code"])
+EVENTS_PUBLISHED = Counter(
+    "parley_events_published_total", "Events published to the broker, by kind.", ["kind"]
+)
+EVENTS_DELIVERED = Counter(
+    "parley_events_delivered_total", "Events fanned out to local subscribers (once per event)."
+)
+GAP_FILLS = Counter("parley_gap_fills_total", "Seq gaps filled from storage.")
+FANOUT_LATENCY = Histogram(
+    "parley_fanout_latency_seconds",
+    "From publish to the event being queued on every local subscriber.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+HTTP_REQUESTS = Counter(
+    "parley_http_requests_total",
+    "REST requests, by method, route and status.",
+    ["method", "route", "status"],
+)

@@ -1,0 +1,101 @@
+"""Client frame schemas of protocol v1.
+
+Every client frame is an object with a string ``type`` and an optional ``id`` (string or integer
+chosen by the client) that the server echoes as ``ref`` in the ``ack`` or ``error`` answering it.
+Unknown fields are refused so that typos surface as errors instead of silently doing nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+PROTOCOL_VERSION = 1
+
+FrameId = (
+    Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    | Annotated[int, Field(ge=0, le=2**53)]
+)
+SessionId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Seq = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class Part(BaseModel):
+    """One structured part of a message (text, image, file, tool call...)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+Parts = Annotated[list[Part], Field(max_length=64)]
+Metadata = Annotated[dict[str, Any], Field(max_length=64)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    id: FrameId | None = None
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+    protocol: Literal[1] = 1
+
+
+class Subscribe(_Frame):
+    type: Literal["subscribe"]
+    session: SessionId
+    since_seq: Seq | None = None
+
+
+class Unsubscribe(_Frame):
+    type: Literal["unsubscribe"]
+    session: SessionId
+
+
+class Send(_Frame):
+    type: Literal["send"]
+    session: SessionId
+    client_id: ClientId | None = None
+    text: str = ""
+    parts: Parts | None = None
+    parent_id: MessageId | None = None
+    metadata: Metadata | None = None
+
+
+class Edit(_Frame):
+    type: Literal["edit"]
+    session: SessionId
+    message_id: MessageId
+    text: str | None = None
+    parts: Parts | None = None
+    metadata: Metadata | None = None
+
+
+class Delete(_Frame):
+    type: Literal["delete"]
+    session: SessionId
+    message_id: MessageId
+
+
+class Typing(_Frame):
+    type: Literal["typing"]
+    session: SessionId
+    active: bool = True
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    Hello | Subscribe | Unsubscribe | Send | Edit | Delete | Typing | Ping,
+    Field(discriminator="type"),
+]
+
+CLIENT_FRAME_TYPES = frozenset(
+    {"hello", "subscribe", "unsubscribe", "send", "edit", "delete", "typing", "ping"}
+)

@@ -1,0 +1,1 @@
+"""The domain: sessions, messages, branches and participants."""

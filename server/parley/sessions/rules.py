@@ -1,0 +1,86 @@
+"""Domain rules with no I/O: what is valid and who may do what in a session."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from parley.errors import ErrorCode, Forbidden, InvalidRequest
+
+MAX_TITLE = 500
+MAX_TAGS = 32
+MAX_TAG_LEN = 64
+MAX_METADATA_BYTES = 16 * 1024
+MAX_PARTS_BYTES = 256 * 1024
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class Role(StrEnum):
+    """Session roles, strongest first."""
+
+    OWNER = "owner"
+    EDITOR = "editor"
+    COMMENTER = "commenter"
+    VIEWER = "viewer"
+
+
+WRITERS = frozenset({Role.OWNER, Role.EDITOR})
+
+
+def clean_title(title: str) -> str:
+    title = title.strip()
+    if len(title) > MAX_TITLE:
+        raise InvalidRequest(f"title is longer than {MAX_TITLE} characters")
+    return title
+
+
+def clean_tags(tags: list[str]) -> list[str]:
+    """Tags are trimmed, lower-cased, unique, and 1-64 characters each."""
+    out: list[str] = []
+    for tag in tags:
+        norm = tag.strip().lower()
+        if not norm or len(norm) > MAX_TAG_LEN:
+            raise InvalidRequest(f"tag {tag[:80]!r} must be 1-{MAX_TAG_LEN} characters")
+        if norm not in out:
+            out.append(norm)
+    if len(out) > MAX_TAGS:
+        raise InvalidRequest(f"at most {MAX_TAGS} tags per session")
+    return out
+
+
+def check_json_size(label: str, value: Any, limit: int) -> None:
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:
+        raise InvalidRequest(f"{label} is not JSON-serializable: {exc}") from None
+    if size > limit:
+        raise InvalidRequest(f"{label} is {size} bytes encoded; the limit is {limit}")
+
+
+def check_text(text: str, limit: int) -> None:
+    if len(text) > limit:
+        raise InvalidRequest(
+            f"text is {len(text)} characters; the limit is {limit}",
+            code=ErrorCode.TEXT_TOO_LONG,
+        )
+
+
+def check_can_write(role: Role | None) -> None:
+    """Writing messages needs owner or editor; a non-participant joins as editor on first write."""
+    if role is not None and role not in WRITERS:
+        raise Forbidden(f"role {role} may not write messages in this session")
+
+
+def check_can_change_message(actor: str, author: str, role: Role | None, *, deleting: bool) -> None:
+    """Authors edit and delete their own messages; session owners may also delete others'."""
+    if actor == author:
+        return
+    if deleting and role is Role.OWNER:
+        return
+    raise Forbidden("only the author may " + ("delete" if deleting else "edit") + " this message")

@@ -1,0 +1,40 @@
+"""Reads of the durable event log that replay and gap filling need (no permission checks:
+callers have checked access already)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from parley.sessions.views import event_view
+from parley.storage import models as m
+from parley.storage.database import Database
+
+MAX_PAGE = 500
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def events_after(
+        self, session_id: str, after_seq: int, limit: int = MAX_PAGE
+    ) -> list[dict[str, Any]]:
+        """Event frames with ``seq > after_seq`` in ``seq`` order, at most ``limit``."""
+        async with self.db.read() as s:
+            rows = (
+                await s.scalars(
+                    select(m.Event)
+                    .where(m.Event.session_id == session_id, m.Event.seq > after_seq)
+                    .order_by(m.Event.seq)
+                    .limit(max(1, min(limit, MAX_PAGE)))
+                )
+            ).all()
+            return [event_view(r) for r in rows]
+
+    async def last_seq(self, session_id: str) -> int:
+        """The newest committed ``seq`` of a session (0 when it does not exist)."""
+        async with self.db.read() as s:
+            value = await s.scalar(select(m.Session.last_seq).where(m.Session.id == session_id))
+            return int(value or 0)
