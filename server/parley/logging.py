@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -31,7 +32,9 @@ class _RedactFilter(logging.Filter):
         return True
 
 
-def _redact_event(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_event(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in event.items():
         if isinstance(value, str) and "=" in value:
             event[key] = redact(value)
