@@ -6,7 +6,11 @@ hubs in one process exactly as if they were separate processes on a real broker.
 
 from __future__ import annotations
 
+import structlog
+
 from parley.broker.base import MessageHandler
+
+log = structlog.get_logger("parley.broker")
 
 
 class MemoryBus:
@@ -37,7 +41,10 @@ class MemoryBroker:
         if not subscribers:
             return
         for handler in list(subscribers.values()):
-            handler(channel, payload)
+            try:
+                handler(channel, payload)
+            except Exception:  # a faulty subscriber must not stop delivery to the others
+                log.exception("broker handler failed", channel=channel)
 
     async def subscribe(self, channel: str, handler: MessageHandler) -> None:
         self.bus.channels.setdefault(channel, {})[self] = handler

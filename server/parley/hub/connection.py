@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -54,6 +55,7 @@ class Connection:
         self._room.set()
         self._close_reason = ""
         self._writer: asyncio.Task[None] | None = None
+        self.on_close: Callable[[Connection], None] | None = None
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -95,14 +97,19 @@ class Connection:
         if not self.is_open:
             return
         self.state = ConnState.CLOSING
-        self.close_code = code
+        self.close_code = int(code)
         self._close_reason = reason[:120]
         if not flush:
             self._queue.clear()
         metrics.DISCONNECTS.labels(code=str(code)).inc()
-        log.info("closing connection", conn=self.id, code=code, reason=reason)
+        log.info("closing connection", conn=self.id, code=int(code), reason=reason)
         self._wakeup.set()
         self._room.set()
+        if self.on_close is not None:
+            # Stop fan-out to this connection soon, not when the peer finally goes away (a
+            # stalled peer may hold its socket until the keepalive gives up). Deferred: close()
+            # can run in the middle of a fan-out loop over the subscribers.
+            asyncio.get_running_loop().call_soon(self.on_close, self)
 
     async def wait_closed(self, grace: float | None = None) -> None:
         """Wait up to ``grace`` seconds for the writer to flush and send the close frame."""

@@ -92,15 +92,28 @@ class Hub:
         except Exception as exc:  # a foreign or corrupt payload must not break the broker loop
             log.error("dropping undecodable broker payload", channel=channel, error=str(exc))
             return
-        feed.accept(event)
-        if event.frame.get("event") == "session.deleted":
-            self._drop_feed_subscribers(feed)
+        try:
+            feed.accept(event)
+            if event.frame.get("event") == "session.deleted":
+                self._drop_feed_subscribers(feed)
+        except Exception:  # never let one delivery fault reach the publisher or the broker
+            log.exception("local delivery failed", channel=channel)
 
     # -- connections ------------------------------------------------------------------------
 
     def add_connection(self, conn: Connection) -> None:
         self.connections.add(conn)
+        conn.on_close = self.detach
         metrics.CONNECTIONS.set(len(self.connections))
+
+    def detach(self, conn: Connection) -> None:
+        """Stop delivering to ``conn`` at once (it is closing); feeds left empty go later."""
+        feeds = list(self._subscriptions.pop(conn, {}).values())
+        metrics.SUBSCRIPTIONS.dec(len(feeds))
+        for feed in feeds:
+            feed.remove(conn)
+            if not len(feed):
+                asyncio.get_running_loop().create_task(self._release(feed))
 
     async def remove_connection(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -243,4 +256,4 @@ class Hub:
             )
         if conns:
             await asyncio.gather(*(c.wait_closed(flush_timeout) for c in conns))
-        log.info("hub closed connections", count=len(conns))
+            log.info("hub closed connections", count=len(conns))

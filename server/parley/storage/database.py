@@ -33,8 +33,7 @@ class Database:
         self.url: URL = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_folder(url)
             self.engine = create_async_engine(self.url, pool_size=8, max_overflow=8)
             self._write_engine = create_async_engine(
                 self.url, pool_size=1, max_overflow=0, pool_timeout=120
@@ -70,6 +69,13 @@ class Database:
         await self.engine.dispose()
         if self._write_engine is not self.engine:
             await self._write_engine.dispose()
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite file URL so a fresh machine can start at once."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _tune_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
+from parley.storage.database import ensure_sqlite_folder
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -26,6 +28,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     Blocking (Alembic drives its own event loop): from async code call it in a thread.
     """
+    ensure_sqlite_folder(url)
     command.upgrade(alembic_config(url), revision)
 
 
