@@ -48,7 +48,7 @@ def parse_duration(text: str) -> int | None:
 def main() -> None:
     """Parley: a real-time server for shared conversation sessions between people, bots and LLMs.
 
-    Every option can also be set with an environment variable named PARLEY_<OPTION>
+    Server settings can also be set with environment variables named PARLEY_<SETTING>
     (for example PARLEY_PORT=9000); command-line flags win over the environment.
     """
 
@@ -76,7 +76,8 @@ def main() -> None:
     help="Log renderer. [env PARLEY_LOG_FORMAT; default console]",
 )
 @click.option(
-    "--log-level", help="debug, info, warning or error. [env PARLEY_LOG_LEVEL; default info]"
+    "--log-level",
+    help="debug, info, warning, error or critical. [env PARLEY_LOG_LEVEL; default info]",
 )
 @click.option(
     "--demo-token",

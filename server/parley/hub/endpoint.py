@@ -71,7 +71,7 @@ class SocketEndpoint:
                 conn.send_frame(
                     error(None, ProtocolError(f"unknown format {fmt!r}; use json or msgpack"))
                 )
-                conn.close(CloseCode.NORMAL, "unknown format")
+                conn.close(CloseCode.NORMAL, "unknown format", flush=True)
             elif token is not None:
                 await pump.authenticate(token, ref=None)
             await pump.run(receive)
@@ -131,18 +131,18 @@ class _Pump:
         ref: str | int | None = None
         ftype = "invalid"
         try:
-            wait = self.frames.take(time.monotonic())
-            if wait:
-                raise RateLimited("too many frames; slow down", retry_after=wait)
             limit = self.ep.settings.max_frame_bytes
             if len(data) > limit:
+                unit = "bytes" if isinstance(data, bytes) else "characters"
                 raise ProtocolError(
-                    f"frame is {len(data)} {'bytes' if isinstance(data, bytes) else 'characters'};"
-                    f" the limit is {limit}",
+                    f"frame is {len(data)} {unit}; the limit is {limit}",
                     code=ErrorCode.FRAME_TOO_LARGE,
                 )
             raw = decode_raw(data)
             ref = frame_ref(raw)
+            wait = self.frames.take(time.monotonic())
+            if wait:
+                raise RateLimited("too many frames; slow down", retry_after=wait)
             frame = parse_frame(raw)
             ftype = frame.type
             if isinstance(frame, f.Hello):
@@ -167,7 +167,7 @@ class _Pump:
     def _refuse(self, ref: str | int | None, exc: ParleyError) -> None:
         metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
         self.conn.send_frame(error(ref, exc))
-        if exc.code is not ErrorCode.RATE_LIMITED and self.faults.take(time.monotonic()):
+        if self.faults.take(time.monotonic()):
             self.conn.close(CloseCode.TOO_MANY_ERRORS, "too many bad frames", flush=True)
 
     async def authenticate(self, token: str, *, ref: str | int | None) -> None:
@@ -179,7 +179,13 @@ class _Pump:
             conn.send_frame(error(ref, exc))
             conn.close(CloseCode.UNAUTHENTICATED, exc.message, flush=True)
             return
-        await self.ep.service.ensure_principal(principal)
+        try:
+            await self.ep.service.ensure_principal(principal)
+        except Exception:
+            log.exception("could not record the principal")
+            conn.send_frame(error(ref, ParleyError("internal error; try again")))
+            conn.close(CloseCode.INTERNAL_ERROR, "internal error", flush=True)
+            return
         conn.principal = principal
         conn.state = ConnState.OPEN
         self.ctx = CommandContext(conn, principal, self.ep.hub, self.ep.service)

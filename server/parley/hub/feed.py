@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from parley import metrics
+from parley.errors import CloseCode
 from parley.hub.connection import Connection
 from parley.hub.events import OutEvent
 
@@ -19,13 +20,20 @@ EventsAfter = Callable[[str, int, int], Awaitable[list[dict[str, Any]]]]
 
 
 class Subscription:
-    """A connection's place in a feed. While replaying, live events wait in ``buffer``."""
+    """A connection's place in a feed before it is live.
 
-    __slots__ = ("buffer", "conn")
+    While it replays from storage, events wait in ``buffer``. After the replay, ``floor`` is the
+    last seq the client has; if the feed is still behind that (storage can be ahead of the
+    broker), events up to ``floor`` are skipped and the first one after it makes the
+    subscription live.
+    """
+
+    __slots__ = ("buffer", "conn", "floor")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.buffer: list[OutEvent] = []
+        self.floor: int | None = None
 
 
 class SessionFeed:
@@ -108,12 +116,19 @@ class SessionFeed:
     def _fanout(self, event: OutEvent, *, include_replaying: bool) -> None:
         for conn in self.live:
             conn.send_event(event)
-        if include_replaying:
+        if include_replaying and self.replaying:
+            promoted: list[Subscription] = []
             for sub in self.replaying.values():
-                if len(sub.buffer) >= self._max_buffer:
-                    sub.conn.close(4008, "too many events during replay; resume by seq")
+                if sub.floor is not None:
+                    if event.seq > sub.floor:
+                        sub.conn.send_event(event)
+                        promoted.append(sub)
+                elif len(sub.buffer) >= self._max_buffer:
+                    sub.conn.close(CloseCode.SLOW_CONSUMER, "too many events during replay")
                 else:
                     sub.buffer.append(event)
+            for sub in promoted:
+                self._promote(sub)
         metrics.EVENTS_DELIVERED.inc()
         metrics.FANOUT_LATENCY.observe(max(0.0, time.time() - event.published_at))
 
@@ -167,14 +182,25 @@ class SessionFeed:
         return sub
 
     def go_live(self, sub: Subscription, after_seq: int) -> None:
-        """Send what arrived during replay after ``after_seq``, then deliver live."""
+        """The client has everything up to ``after_seq``: send what arrived during the replay
+        after it, then deliver live, never an event at or below ``after_seq``."""
         conn = sub.conn
         for event in sub.buffer:
             if event.seq > after_seq:
                 conn.send_event(event)
+                after_seq = event.seq
         sub.buffer.clear()
-        if self.replaying.pop(conn, None) is not None:
-            self.live[conn] = None
+        if self.delivered is not None and self.delivered >= after_seq:
+            self._promote(sub)
+        else:
+            sub.floor = after_seq  # storage was ahead of the broker; wait for the feed
+
+    def _promote(self, sub: Subscription) -> None:
+        if self.replaying.pop(sub.conn, None) is not None:
+            self.live[sub.conn] = None
+
+    def is_subscribed(self, conn: Connection) -> bool:
+        return conn in self.live or conn in self.replaying
 
     def remove(self, conn: Connection) -> None:
         self.live.pop(conn, None)

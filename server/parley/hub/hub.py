@@ -15,7 +15,7 @@ import structlog
 
 from parley import metrics
 from parley.broker.base import Broker
-from parley.errors import CloseCode
+from parley.errors import CloseCode, NotFound
 from parley.hub.connection import Connection
 from parley.hub.events import OutEvent
 from parley.hub.feed import EventsAfter, SessionFeed
@@ -161,8 +161,10 @@ class Hub:
                 metrics.SUBSCRIPTIONS.dec()
             await self._release(feed)
             raise
-        if not conn.is_open or feed.closed:
+        if not conn.is_open:
             return
+        if feed.closed or not feed.is_subscribed(conn):
+            raise NotFound(f"session {session_id!r} was deleted")
         on_ready(floor, replayed)
         feed.go_live(sub, floor)
 

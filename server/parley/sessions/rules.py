@@ -78,8 +78,10 @@ def check_can_write(role: Role | None) -> None:
 
 
 def check_can_change_message(actor: str, author: str, role: Role | None, *, deleting: bool) -> None:
-    """Authors edit and delete their own messages; session owners may also delete others'."""
+    """Authors who may still write edit and delete their own messages; owners may also delete
+    others'."""
     if actor == author:
+        check_can_write(role)
         return
     if deleting and role is Role.OWNER:
         return

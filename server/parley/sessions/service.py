@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,8 @@ from parley.sessions.views import event_view, message_view, participant_view, se
 from parley.storage import models as m
 from parley.storage.database import Database
 from parley.storage.event_log import MAX_PAGE, EventLog
+
+log = structlog.get_logger("parley.sessions")
 
 
 class Publisher(Protocol):
@@ -407,6 +410,8 @@ class SessionService:
                 msg.text = text
             if parts is not None:
                 msg.parts = parts
+            if not msg.text.strip() and not msg.parts:
+                raise InvalidRequest("an edit may not leave a message without text or parts")
             if metadata is not None:
                 msg.meta = metadata
             msg.edited_at = now
@@ -426,6 +431,8 @@ class SessionService:
         now = utcnow()
         async with self.db.write() as s:
             row = await self._session_row(s, p, session_id, lock=True)
+            if row.status != SessionStatus.ACTIVE.value:
+                raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
             msg = await self._message_row(s, session_id, message_id)
             if msg.deleted_at is not None:
                 raise Conflict("the message was already deleted")
@@ -504,6 +511,8 @@ class SessionService:
             if user is None:
                 raise NotFound(f"user {user_id!r} does not exist in this tenant")
             part = await s.get(m.Participant, (session_id, user_id))
+            if part is not None and part.role == Role.OWNER.value and my_role is not Role.OWNER:
+                raise Forbidden("only owners may change an owner's role")
             if part is not None and part.role == role.value:
                 return participant_view(part, user)
             name = "participant.joined" if part is None else "participant.updated"
@@ -548,7 +557,12 @@ class SessionService:
     # -- helpers ----------------------------------------------------------------------------
 
     async def _publish(self, tenant_id: str, session_id: str, events: list[m.Event]) -> None:
-        await self.publisher.publish(tenant_id, session_id, [event_view(e) for e in events])
+        """Hand committed events to the publisher. A failure here must not fail the write:
+        the events are durable, and subscribers recover them by gap fill or replay."""
+        try:
+            await self.publisher.publish(tenant_id, session_id, [event_view(e) for e in events])
+        except Exception:
+            log.exception("publishing committed events failed", session=session_id)
 
     async def _session_row(
         self, s: AsyncSession, p: Principal, session_id: str, *, lock: bool = False

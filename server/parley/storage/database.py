@@ -6,7 +6,7 @@ front, so two writers never deadlock upgrading a read lock, and ``seq`` allocati
 Reads use a separate pool and never wait for writers.
 
 PostgreSQL (scale-out) uses one asyncpg pool; ``seq`` allocation there relies on the row lock
-taken by ``UPDATE sessions ... RETURNING last_seq`` inside the writing transaction.
+taken by ``SELECT ... FROM sessions ... FOR UPDATE`` at the start of every writing transaction.
 """
 
 from __future__ import annotations
