@@ -78,13 +78,14 @@ async def test_concurrent_writers_in_several_processes_keep_seq_gap_free(
     all_seqs = sorted(s for r in results for s in r)
     assert all_seqs == list(range(4, 4 + 45)), "unique and gap-free across processes"
 
-    async with dbs[0].read() as s:
-        event_seqs = (
-            await s.scalars(
-                select(m.Event.seq).where(m.Event.session_id == sid).order_by(m.Event.seq)
-            )
+    event_seqs = await dbs[0].read(
+        lambda s: s.scalars(
+            select(m.Event.seq).where(m.Event.session_id == sid).order_by(m.Event.seq)
         ).all()
-        last = await s.scalar(select(m.Session.last_seq).where(m.Session.id == sid))
+    )
+    last = await dbs[0].read(
+        lambda s: s.scalar(select(m.Session.last_seq).where(m.Session.id == sid))
+    )
     assert list(event_seqs) == list(range(1, 49))
     assert last == 48
     for r in results:
@@ -104,11 +105,14 @@ async def test_concurrent_retries_with_one_client_id_store_one_message(dbs: list
     assert len({r.message["id"] for r in results}) == 1
     assert len({r.seq for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
-    async with dbs[0].read() as s:
-        count = await s.scalar(
+    count = await dbs[0].read(
+        lambda s: s.scalar(
             select(func.count()).select_from(m.Message).where(m.Message.session_id == sid)
         )
-        last = await s.scalar(select(m.Session.last_seq).where(m.Session.id == sid))
+    )
+    last = await dbs[0].read(
+        lambda s: s.scalar(select(m.Session.last_seq).where(m.Session.id == sid))
+    )
     assert count == 1
     assert last == 3, "a refused duplicate does not consume a seq"
 
@@ -200,13 +204,12 @@ async def test_delete_session_removes_everything(dbs: list[Database]) -> None:
     await svc.post_message(ALICE, sid, text="gone soon")
     await svc.delete_session(ALICE, sid)
     assert rec.ephemeral[-1][0] == "session.deleted"
-    async with dbs[0].read() as s:
-        for table in (m.Event, m.Message, m.Participant, m.SessionTag):
-            assert (
-                await s.scalar(
-                    select(func.count()).select_from(table).where(table.session_id == sid)
-                )
-                == 0
+    for table in (m.Event, m.Message, m.Participant, m.SessionTag):
+        count = await dbs[0].read(
+            lambda s, t=table: s.scalar(  # type: ignore[misc]
+                select(func.count()).select_from(t).where(t.session_id == sid)
             )
+        )
+        assert count == 0, table.__tablename__
     with pytest.raises(NotFound):
         await svc.get_session(ALICE, sid)

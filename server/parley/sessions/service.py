@@ -1,5 +1,8 @@
 """The session service: every write commits its rows and its durable events in one transaction,
 then hands the committed event frames to the publisher. REST and the socket share this code path.
+
+Each method validates its input, runs one unit of work (a synchronous function of a SQLAlchemy
+``Session``, see ``storage.database``) and publishes what it committed.
 """
 
 from __future__ import annotations
@@ -11,12 +14,20 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
 from parley.governance.auth import Principal
 from parley.ids import new_id, utcnow
 from parley.sessions import rules
+from parley.sessions.queries import (
+    message_by_client_id,
+    message_row,
+    new_event,
+    role_of,
+    session_row,
+    tags_of,
+)
 from parley.sessions.rules import Role, SessionStatus
 from parley.sessions.views import event_view, message_view, participant_view, session_view
 from parley.storage import models as m
@@ -48,8 +59,10 @@ class PostResult:
 
 
 class _Duplicate(Exception):
-    def __init__(self, message: dict[str, Any]):
-        self.message = message
+    """Raised inside a unit of work to roll it back and answer with the first result."""
+
+    def __init__(self, result: PostResult):
+        self.result = result
 
 
 class SessionService:
@@ -70,29 +83,30 @@ class SessionService:
         if key in self._known_principals:
             return
         now = utcnow()
-        for attempt in range(2):
-            try:
-                async with self.db.write() as s:
-                    if await s.get(m.Tenant, p.tenant_id) is None:
-                        s.add(m.Tenant(id=p.tenant_id, name=p.tenant_id, created_at=now))
-                        await s.flush()
-                    user = await s.get(m.User, (p.tenant_id, p.user_id))
-                    if user is None:
-                        s.add(
-                            m.User(
-                                tenant_id=p.tenant_id,
-                                id=p.user_id,
-                                display_name=p.name,
-                                kind=str(p.kind),
-                                created_at=now,
-                            )
-                        )
-                    elif (user.display_name, user.kind) != (p.name, str(p.kind)):
-                        user.display_name, user.kind = p.name, str(p.kind)
-                break
-            except IntegrityError:
-                if attempt:  # another process created the same rows at the same moment
-                    raise
+
+        def work(s: Session) -> None:
+            if s.get(m.Tenant, p.tenant_id) is None:
+                s.add(m.Tenant(id=p.tenant_id, name=p.tenant_id, created_at=now))
+                s.flush()
+            user = s.get(m.User, (p.tenant_id, p.user_id))
+            if user is None:
+                s.add(
+                    m.User(
+                        tenant_id=p.tenant_id,
+                        id=p.user_id,
+                        display_name=p.name,
+                        kind=str(p.kind),
+                        created_at=now,
+                    )
+                )
+            elif (user.display_name, user.kind) != (p.name, str(p.kind)):
+                user.display_name, user.kind = p.name, str(p.kind)
+
+        try:
+            await self.db.write(work)
+        except IntegrityError:
+            # Another process created the same rows at the same moment; one retry sees them.
+            await self.db.write(work)
         self._known_principals.add(key)
 
     # -- sessions ---------------------------------------------------------------------------
@@ -108,16 +122,17 @@ class SessionService:
         await self.ensure_principal(p)
         title = rules.clean_title(title)
         clean_tags = rules.clean_tags(tags or [])
-        metadata = metadata or {}
-        rules.check_json_size("metadata", metadata, rules.MAX_METADATA_BYTES)
+        meta = metadata or {}
+        rules.check_json_size("metadata", meta, rules.MAX_METADATA_BYTES)
         now = utcnow()
         sid = new_id()
-        async with self.db.write() as s:
+
+        def work(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             row = m.Session(
                 id=sid,
                 tenant_id=p.tenant_id,
                 title=title,
-                meta=metadata,
+                meta=meta,
                 status=SessionStatus.ACTIVE.value,
                 created_by=p.user_id,
                 created_at=now,
@@ -125,7 +140,7 @@ class SessionService:
                 last_seq=2,
             )
             s.add(row)
-            await s.flush()  # the session row first: the rows below reference it
+            s.flush()  # the session row first: the rows below reference it
             s.add_all(
                 m.SessionTag(session_id=sid, tag=t, tenant_id=p.tenant_id) for t in clean_tags
             )
@@ -137,12 +152,11 @@ class SessionService:
                 joined_at=now,
             )
             s.add(part)
-            await s.flush()
             view = session_view(row, clean_tags)
-            user = await s.get(m.User, (p.tenant_id, p.user_id))
+            user = s.get(m.User, (p.tenant_id, p.user_id))
             events = [
-                _event(p, sid, 1, "session.created", {"session": view}, now),
-                _event(
+                new_event(p, sid, 1, "session.created", {"session": view}, now),
+                new_event(
                     p,
                     sid,
                     2,
@@ -152,13 +166,18 @@ class SessionService:
                 ),
             ]
             s.add_all(events)
-        await self._publish(p.tenant_id, sid, events)
+            return view, [event_view(e) for e in events]
+
+        view, frames = await self.db.write(work)
+        await self._publish(p.tenant_id, sid, frames)
         return view
 
     async def get_session(self, p: Principal, session_id: str) -> dict[str, Any]:
-        async with self.db.read() as s:
-            row = await self._session_row(s, p, session_id)
-            return session_view(row, await self._tags(s, session_id))
+        def work(s: Session) -> dict[str, Any]:
+            row = session_row(s, p, session_id)
+            return session_view(row, tags_of(s, [session_id])[session_id])
+
+        return await self.db.read(work)
 
     async def list_sessions(
         self,
@@ -186,13 +205,16 @@ class SessionService:
         if cursor:
             q = q.where(m.Session.id < cursor)
         q = q.order_by(m.Session.id.desc()).limit(limit + 1)
-        async with self.db.read() as s:
-            rows = list((await s.scalars(q)).all())
+
+        def work(s: Session) -> tuple[list[dict[str, Any]], str | None]:
+            rows = list(s.scalars(q).all())
             more = len(rows) > limit
             rows = rows[:limit]
-            tags = await self._tags_of(s, [r.id for r in rows])
-        items = [session_view(r, tags.get(r.id, [])) for r in rows]
-        return items, (rows[-1].id if more and rows else None)
+            tags = tags_of(s, [r.id for r in rows])
+            items = [session_view(r, tags[r.id]) for r in rows]
+            return items, (rows[-1].id if more and rows else None)
+
+        return await self.db.read(work)
 
     async def update_session(
         self,
@@ -204,66 +226,80 @@ class SessionService:
         tags: list[str] | None = None,
         status: SessionStatus | None = None,
     ) -> dict[str, Any]:
+        new_title = rules.clean_title(title) if title is not None else None
+        new_tags = rules.clean_tags(tags) if tags is not None else None
+        if metadata is not None:
+            rules.check_json_size("metadata", metadata, rules.MAX_METADATA_BYTES)
         now = utcnow()
-        async with self.db.write() as s:
-            row = await self._session_row(s, p, session_id, lock=True)
-            role = await self._role(s, p, session_id)
-            if role not in rules.WRITERS:
+
+        def work(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            row = session_row(s, p, session_id, lock=True)
+            if role_of(s, p.user_id, session_id) not in rules.WRITERS:
                 raise Forbidden("only the session's owners and editors may change it")
             changed: list[str] = []
-            if title is not None:
-                row.title = rules.clean_title(title)
+            if new_title is not None:
+                row.title = new_title
                 changed.append("title")
             if metadata is not None:
-                rules.check_json_size("metadata", metadata, rules.MAX_METADATA_BYTES)
                 row.meta = metadata
                 changed.append("metadata")
             if status is not None and status.value != row.status:
                 row.status = status.value
                 changed.append("status")
-            if tags is not None:
-                new_tags = rules.clean_tags(tags)
-                await s.execute(delete(m.SessionTag).where(m.SessionTag.session_id == session_id))
+            if new_tags is not None:
+                s.execute(delete(m.SessionTag).where(m.SessionTag.session_id == session_id))
                 s.add_all(
                     m.SessionTag(session_id=session_id, tag=t, tenant_id=p.tenant_id)
                     for t in new_tags
                 )
                 changed.append("tags")
             if not changed:
-                return session_view(row, await self._tags(s, session_id))
-            seq = row.last_seq + 1
-            row.last_seq = seq
+                return session_view(row, tags_of(s, [session_id])[session_id]), []
+            row.last_seq += 1
             row.updated_at = now
-            await s.flush()
-            view = session_view(row, await self._tags(s, session_id))
-            ev = _event(
-                p, session_id, seq, "session.updated", {"session": view, "changed": changed}, now
+            s.flush()
+            view = session_view(row, tags_of(s, [session_id])[session_id])
+            ev = new_event(
+                p,
+                session_id,
+                row.last_seq,
+                "session.updated",
+                {"session": view, "changed": changed},
+                now,
             )
             s.add(ev)
-        await self._publish(p.tenant_id, session_id, [ev])
+            return view, [event_view(ev)]
+
+        view, frames = await self.db.write(work)
+        await self._publish(p.tenant_id, session_id, frames)
         return view
 
     async def delete_session(self, p: Principal, session_id: str) -> None:
         """Remove the session and everything in it. Subscribers get ``session.deleted``."""
-        async with self.db.write() as s:
-            await self._session_row(s, p, session_id, lock=True)
-            if await self._role(s, p, session_id) is not Role.OWNER:
+
+        def work(s: Session) -> None:
+            session_row(s, p, session_id, lock=True)
+            if role_of(s, p.user_id, session_id) is not Role.OWNER:
                 raise Forbidden("only the session's owners may delete it")
             for table in (m.Event, m.Message, m.Participant, m.SessionTag):
-                await s.execute(delete(table).where(table.session_id == session_id))
-            await s.execute(
+                s.execute(delete(table).where(table.session_id == session_id))
+            s.execute(
                 delete(m.Session).where(
                     m.Session.id == session_id, m.Session.tenant_id == p.tenant_id
                 )
             )
-        await self.publisher.publish_ephemeral(
-            p.tenant_id, session_id, "session.deleted", {"session": session_id, "by": p.user_id}
-        )
+
+        await self.db.write(work)
+        try:
+            await self.publisher.publish_ephemeral(
+                p.tenant_id, session_id, "session.deleted", {"session": session_id, "by": p.user_id}
+            )
+        except Exception:
+            log.exception("publishing session.deleted failed", session=session_id)
 
     async def last_seq(self, p: Principal, session_id: str) -> int:
         """The newest ``seq`` of a session the caller may read."""
-        async with self.db.read() as s:
-            return (await self._session_row(s, p, session_id)).last_seq
+        return await self.db.read(lambda s: session_row(s, p, session_id).last_seq)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -284,98 +320,93 @@ class SessionService:
             raise InvalidRequest("a message needs text or parts")
         if parts is not None:
             rules.check_json_size("parts", parts, rules.MAX_PARTS_BYTES)
-        metadata = metadata or {}
-        rules.check_json_size("metadata", metadata, rules.MAX_METADATA_BYTES)
+        meta = metadata or {}
+        rules.check_json_size("metadata", meta, rules.MAX_METADATA_BYTES)
         await self.ensure_principal(p)
         now = utcnow()
-        try:
-            async with self.db.write() as s:
-                row = await self._session_row(s, p, session_id, lock=True)
-                if client_id is not None:
-                    existing = await s.scalar(
-                        select(m.Message).where(
-                            m.Message.session_id == session_id,
-                            m.Message.author_id == p.user_id,
-                            m.Message.client_id == client_id,
-                        )
+
+        def work(s: Session) -> tuple[PostResult, list[dict[str, Any]]]:
+            row = session_row(s, p, session_id, lock=True)
+            if client_id is not None:
+                existing = message_by_client_id(s, session_id, p.user_id, client_id)
+                if existing is not None:
+                    raise _Duplicate(PostResult(message_view(existing), existing.seq, True))
+            if row.status != SessionStatus.ACTIVE.value:
+                raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
+            role = role_of(s, p.user_id, session_id)
+            rules.check_can_write(role)
+            if parent_id is not None:
+                parent = s.scalar(
+                    select(m.Message.id).where(
+                        m.Message.id == parent_id, m.Message.session_id == session_id
                     )
-                    if existing is not None:
-                        raise _Duplicate(message_view(existing))
-                if row.status != SessionStatus.ACTIVE.value:
-                    raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-                role = await self._role(s, p, session_id)
-                rules.check_can_write(role)
-                if parent_id is not None:
-                    parent = await s.scalar(
-                        select(m.Message.id).where(
-                            m.Message.id == parent_id, m.Message.session_id == session_id
-                        )
-                    )
-                    if parent is None:
-                        raise InvalidRequest(f"parent message {parent_id!r} is not in this session")
-                events: list[m.Event] = []
-                seq = row.last_seq
-                if role is None:
-                    seq += 1
-                    part = m.Participant(
-                        session_id=session_id,
-                        user_id=p.user_id,
-                        tenant_id=p.tenant_id,
-                        role=Role.EDITOR.value,
-                        joined_at=now,
-                    )
-                    s.add(part)
-                    user = await s.get(m.User, (p.tenant_id, p.user_id))
-                    events.append(
-                        _event(
-                            p,
-                            session_id,
-                            seq,
-                            "participant.joined",
-                            {"participant": participant_view(part, user)},
-                            now,
-                        )
-                    )
-                seq += 1
-                msg = m.Message(
-                    id=new_id(),
-                    tenant_id=p.tenant_id,
-                    session_id=session_id,
-                    seq=seq,
-                    author_id=p.user_id,
-                    parent_id=parent_id,
-                    text=text,
-                    parts=parts,
-                    meta=metadata,
-                    client_id=client_id,
-                    created_at=now,
                 )
-                s.add(msg)
-                view = message_view(msg)
-                events.append(_event(p, session_id, seq, "message.created", {"message": view}, now))
-                s.add_all(events)
-                row.last_seq = seq
-                row.updated_at = now
+                if parent is None:
+                    raise InvalidRequest(f"parent message {parent_id!r} is not in this session")
+            events: list[m.Event] = []
+            if role is None:
+                row.last_seq += 1
+                part = m.Participant(
+                    session_id=session_id,
+                    user_id=p.user_id,
+                    tenant_id=p.tenant_id,
+                    role=Role.EDITOR.value,
+                    joined_at=now,
+                )
+                s.add(part)
+                user = s.get(m.User, (p.tenant_id, p.user_id))
+                events.append(
+                    new_event(
+                        p,
+                        session_id,
+                        row.last_seq,
+                        "participant.joined",
+                        {"participant": participant_view(part, user)},
+                        now,
+                    )
+                )
+            row.last_seq += 1
+            row.updated_at = now
+            msg = m.Message(
+                id=new_id(),
+                tenant_id=p.tenant_id,
+                session_id=session_id,
+                seq=row.last_seq,
+                author_id=p.user_id,
+                parent_id=parent_id,
+                text=text,
+                parts=parts,
+                meta=meta,
+                client_id=client_id,
+                created_at=now,
+            )
+            s.add(msg)
+            view = message_view(msg)
+            events.append(
+                new_event(p, session_id, row.last_seq, "message.created", {"message": view}, now)
+            )
+            s.add_all(events)
+            return PostResult(view, row.last_seq, False), [event_view(e) for e in events]
+
+        try:
+            result, frames = await self.db.write(work)
         except _Duplicate as dup:
-            return PostResult(message=dup.message, seq=dup.message["seq"], duplicate=True)
+            return dup.result
         except IntegrityError:
-            # A concurrent retry with the same client_id won the race on another connection.
+            # A concurrent retry with the same client_id won the race in another process.
             if client_id is None:
                 raise
-            async with self.db.read() as s:
-                existing = await s.scalar(
-                    select(m.Message).where(
-                        m.Message.session_id == session_id,
-                        m.Message.author_id == p.user_id,
-                        m.Message.client_id == client_id,
-                    )
-                )
-            if existing is None:
+
+            def first(s: Session) -> PostResult | None:
+                existing = message_by_client_id(s, session_id, p.user_id, client_id)
+                return PostResult(message_view(existing), existing.seq, True) if existing else None
+
+            earlier = await self.db.read(first)
+            if earlier is None:
                 raise
-            view = message_view(existing)
-            return PostResult(message=view, seq=existing.seq, duplicate=True)
-        await self._publish(p.tenant_id, session_id, events)
-        return PostResult(message=view, seq=seq, duplicate=False)
+            return earlier
+        await self._publish(p.tenant_id, session_id, frames)
+        return result
 
     async def edit_message(
         self,
@@ -396,15 +427,16 @@ class SessionService:
         if metadata is not None:
             rules.check_json_size("metadata", metadata, rules.MAX_METADATA_BYTES)
         now = utcnow()
-        async with self.db.write() as s:
-            row = await self._session_row(s, p, session_id, lock=True)
+
+        def work(s: Session) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+            row = session_row(s, p, session_id, lock=True)
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            msg = await self._message_row(s, session_id, message_id)
+            msg = message_row(s, session_id, message_id)
             if msg.deleted_at is not None:
                 raise Conflict("the message was deleted")
             rules.check_can_change_message(
-                p.user_id, msg.author_id, await self._role(s, p, session_id), deleting=False
+                p.user_id, msg.author_id, role_of(s, p.user_id, session_id), deleting=False
             )
             if text is not None:
                 msg.text = text
@@ -415,13 +447,15 @@ class SessionService:
             if metadata is not None:
                 msg.meta = metadata
             msg.edited_at = now
-            seq = row.last_seq + 1
-            row.last_seq = seq
+            row.last_seq += 1
             row.updated_at = now
             view = message_view(msg)
-            ev = _event(p, session_id, seq, "message.edited", {"message": view}, now)
+            ev = new_event(p, session_id, row.last_seq, "message.edited", {"message": view}, now)
             s.add(ev)
-        await self._publish(p.tenant_id, session_id, [ev])
+            return view, row.last_seq, [event_view(ev)]
+
+        view, seq, frames = await self.db.write(work)
+        await self._publish(p.tenant_id, session_id, frames)
         return view, seq
 
     async def delete_message(
@@ -429,24 +463,27 @@ class SessionService:
     ) -> tuple[dict[str, Any], int]:
         """Tombstone a message: its content is erased, its place in the tree is kept."""
         now = utcnow()
-        async with self.db.write() as s:
-            row = await self._session_row(s, p, session_id, lock=True)
+
+        def work(s: Session) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+            row = session_row(s, p, session_id, lock=True)
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            msg = await self._message_row(s, session_id, message_id)
+            msg = message_row(s, session_id, message_id)
             if msg.deleted_at is not None:
                 raise Conflict("the message was already deleted")
             rules.check_can_change_message(
-                p.user_id, msg.author_id, await self._role(s, p, session_id), deleting=True
+                p.user_id, msg.author_id, role_of(s, p.user_id, session_id), deleting=True
             )
             msg.text, msg.parts, msg.meta, msg.deleted_at = "", None, {}, now
-            seq = row.last_seq + 1
-            row.last_seq = seq
+            row.last_seq += 1
             row.updated_at = now
             view = message_view(msg)
-            ev = _event(p, session_id, seq, "message.deleted", {"message": view}, now)
+            ev = new_event(p, session_id, row.last_seq, "message.deleted", {"message": view}, now)
             s.add(ev)
-        await self._publish(p.tenant_id, session_id, [ev])
+            return view, row.last_seq, [event_view(ev)]
+
+        view, seq, frames = await self.db.write(work)
+        await self._publish(p.tenant_id, session_id, frames)
         return view, seq
 
     async def list_messages(
@@ -460,61 +497,62 @@ class SessionService:
     ) -> list[dict[str, Any]]:
         """Messages with ``after_seq < seq < before_seq``, oldest first."""
         limit = max(1, min(limit, MAX_PAGE))
-        async with self.db.read() as s:
-            await self._session_row(s, p, session_id)
-            q = select(m.Message).where(
-                m.Message.session_id == session_id, m.Message.seq > after_seq
-            )
-            if before_seq is not None:
-                q = q.where(m.Message.seq < before_seq)
-            rows = (await s.scalars(q.order_by(m.Message.seq).limit(limit))).all()
-            return [message_view(r) for r in rows]
+        q = select(m.Message).where(m.Message.session_id == session_id, m.Message.seq > after_seq)
+        if before_seq is not None:
+            q = q.where(m.Message.seq < before_seq)
+        q = q.order_by(m.Message.seq).limit(limit)
+
+        def work(s: Session) -> list[dict[str, Any]]:
+            session_row(s, p, session_id)
+            return [message_view(r) for r in s.scalars(q).all()]
+
+        return await self.db.read(work)
 
     async def list_events(
         self, p: Principal, session_id: str, *, after_seq: int = 0, limit: int = MAX_PAGE
     ) -> list[dict[str, Any]]:
         """Durable event frames with ``seq > after_seq``, in order: what replay sends."""
-        async with self.db.read() as s:
-            await self._session_row(s, p, session_id)
+        await self.last_seq(p, session_id)  # not found for other tenants
         return await self.event_log.events_after(session_id, after_seq, limit)
 
     # -- participants -----------------------------------------------------------------------
 
     async def list_participants(self, p: Principal, session_id: str) -> list[dict[str, Any]]:
-        async with self.db.read() as s:
-            await self._session_row(s, p, session_id)
-            rows = (
-                await s.execute(
-                    select(m.Participant, m.User)
-                    .outerjoin(
-                        m.User,
-                        (m.User.tenant_id == m.Participant.tenant_id)
-                        & (m.User.id == m.Participant.user_id),
-                    )
-                    .where(m.Participant.session_id == session_id)
-                    .order_by(m.Participant.joined_at, m.Participant.user_id)
+        def work(s: Session) -> list[dict[str, Any]]:
+            session_row(s, p, session_id)
+            rows = s.execute(
+                select(m.Participant, m.User)
+                .outerjoin(
+                    m.User,
+                    (m.User.tenant_id == m.Participant.tenant_id)
+                    & (m.User.id == m.Participant.user_id),
                 )
+                .where(m.Participant.session_id == session_id)
+                .order_by(m.Participant.joined_at, m.Participant.user_id)
             ).all()
             return [participant_view(part, user) for part, user in rows]
+
+        return await self.db.read(work)
 
     async def add_participant(
         self, p: Principal, session_id: str, user_id: str, role: Role
     ) -> dict[str, Any]:
-        """Add a tenant user or change their role; only owners may grant the owner role."""
+        """Add a tenant user or change their role; only owners may grant or change owners."""
         now = utcnow()
-        async with self.db.write() as s:
-            row = await self._session_row(s, p, session_id, lock=True)
-            my_role = await self._role(s, p, session_id)
+
+        def work(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            row = session_row(s, p, session_id, lock=True)
+            my_role = role_of(s, p.user_id, session_id)
             if my_role not in rules.WRITERS or (role is Role.OWNER and my_role is not Role.OWNER):
                 raise Forbidden("you may not grant this role in this session")
-            user = await s.get(m.User, (p.tenant_id, user_id))
+            user = s.get(m.User, (p.tenant_id, user_id))
             if user is None:
                 raise NotFound(f"user {user_id!r} does not exist in this tenant")
-            part = await s.get(m.Participant, (session_id, user_id))
+            part = s.get(m.Participant, (session_id, user_id))
             if part is not None and part.role == Role.OWNER.value and my_role is not Role.OWNER:
                 raise Forbidden("only owners may change an owner's role")
             if part is not None and part.role == role.value:
-                return participant_view(part, user)
+                return participant_view(part, user), []
             name = "participant.joined" if part is None else "participant.updated"
             if part is None:
                 part = m.Participant(
@@ -527,102 +565,48 @@ class SessionService:
                 s.add(part)
             else:
                 part.role = role.value
-            seq = row.last_seq + 1
-            row.last_seq = seq
+            row.last_seq += 1
             row.updated_at = now
             view = participant_view(part, user)
-            ev = _event(p, session_id, seq, name, {"participant": view}, now)
+            ev = new_event(p, session_id, row.last_seq, name, {"participant": view}, now)
             s.add(ev)
-        await self._publish(p.tenant_id, session_id, [ev])
+            return view, [event_view(ev)]
+
+        view, frames = await self.db.write(work)
+        await self._publish(p.tenant_id, session_id, frames)
         return view
 
     async def remove_participant(self, p: Principal, session_id: str, user_id: str) -> None:
         """Owners remove anyone; everyone may leave."""
         now = utcnow()
-        async with self.db.write() as s:
-            row = await self._session_row(s, p, session_id, lock=True)
-            if user_id != p.user_id and await self._role(s, p, session_id) is not Role.OWNER:
+
+        def work(s: Session) -> list[dict[str, Any]]:
+            row = session_row(s, p, session_id, lock=True)
+            if user_id != p.user_id and role_of(s, p.user_id, session_id) is not Role.OWNER:
                 raise Forbidden("only the session's owners may remove others")
-            part = await s.get(m.Participant, (session_id, user_id))
+            part = s.get(m.Participant, (session_id, user_id))
             if part is None:
                 raise NotFound(f"{user_id!r} is not a participant of this session")
-            await s.delete(part)
-            seq = row.last_seq + 1
-            row.last_seq = seq
+            s.delete(part)
+            row.last_seq += 1
             row.updated_at = now
-            ev = _event(p, session_id, seq, "participant.left", {"user_id": user_id}, now)
+            ev = new_event(
+                p, session_id, row.last_seq, "participant.left", {"user_id": user_id}, now
+            )
             s.add(ev)
-        await self._publish(p.tenant_id, session_id, [ev])
+            return [event_view(ev)]
+
+        frames = await self.db.write(work)
+        await self._publish(p.tenant_id, session_id, frames)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _publish(self, tenant_id: str, session_id: str, events: list[m.Event]) -> None:
+    async def _publish(self, tenant_id: str, session_id: str, frames: list[dict[str, Any]]) -> None:
         """Hand committed events to the publisher. A failure here must not fail the write:
         the events are durable, and subscribers recover them by gap fill or replay."""
+        if not frames:
+            return
         try:
-            await self.publisher.publish(tenant_id, session_id, [event_view(e) for e in events])
+            await self.publisher.publish(tenant_id, session_id, frames)
         except Exception:
             log.exception("publishing committed events failed", session=session_id)
-
-    async def _session_row(
-        self, s: AsyncSession, p: Principal, session_id: str, *, lock: bool = False
-    ) -> m.Session:
-        """The session if it is in the caller's tenant; otherwise exactly 'not found'."""
-        q = select(m.Session).where(m.Session.id == session_id, m.Session.tenant_id == p.tenant_id)
-        if lock:
-            q = q.with_for_update()
-        row = await s.scalar(q)
-        if row is None:
-            raise NotFound(f"session {session_id!r} not found")
-        return row
-
-    async def _message_row(self, s: AsyncSession, session_id: str, message_id: str) -> m.Message:
-        msg = await s.scalar(
-            select(m.Message).where(m.Message.id == message_id, m.Message.session_id == session_id)
-        )
-        if msg is None:
-            raise NotFound(f"message {message_id!r} not found in this session")
-        return msg
-
-    async def _role(self, s: AsyncSession, p: Principal, session_id: str) -> Role | None:
-        role = await s.scalar(
-            select(m.Participant.role).where(
-                m.Participant.session_id == session_id, m.Participant.user_id == p.user_id
-            )
-        )
-        return Role(role) if role is not None else None
-
-    async def _tags(self, s: AsyncSession, session_id: str) -> list[str]:
-        return list(
-            (
-                await s.scalars(
-                    select(m.SessionTag.tag).where(m.SessionTag.session_id == session_id)
-                )
-            ).all()
-        )
-
-    async def _tags_of(self, s: AsyncSession, ids: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        if ids:
-            rows = await s.execute(
-                select(m.SessionTag.session_id, m.SessionTag.tag).where(
-                    m.SessionTag.session_id.in_(ids)
-                )
-            )
-            for sid, tag in rows:
-                out.setdefault(sid, []).append(tag)
-        return out
-
-
-def _event(
-    p: Principal, session_id: str, seq: int, name: str, data: dict[str, Any], now: Any
-) -> m.Event:
-    return m.Event(
-        session_id=session_id,
-        seq=seq,
-        tenant_id=p.tenant_id,
-        name=name,
-        actor_id=p.user_id,
-        data=data,
-        created_at=now,
-    )

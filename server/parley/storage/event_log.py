@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from parley.sessions.views import event_view
 from parley.storage import models as m
@@ -22,19 +23,23 @@ class EventLog:
         self, session_id: str, after_seq: int, limit: int = MAX_PAGE
     ) -> list[dict[str, Any]]:
         """Event frames with ``seq > after_seq`` in ``seq`` order, at most ``limit``."""
-        async with self.db.read() as s:
-            rows = (
-                await s.scalars(
-                    select(m.Event)
-                    .where(m.Event.session_id == session_id, m.Event.seq > after_seq)
-                    .order_by(m.Event.seq)
-                    .limit(max(1, min(limit, MAX_PAGE)))
-                )
+
+        def read(s: Session) -> list[dict[str, Any]]:
+            rows = s.scalars(
+                select(m.Event)
+                .where(m.Event.session_id == session_id, m.Event.seq > after_seq)
+                .order_by(m.Event.seq)
+                .limit(max(1, min(limit, MAX_PAGE)))
             ).all()
             return [event_view(r) for r in rows]
 
+        return await self.db.read(read)
+
     async def last_seq(self, session_id: str) -> int:
         """The newest committed ``seq`` of a session (0 when it does not exist)."""
-        async with self.db.read() as s:
-            value = await s.scalar(select(m.Session.last_seq).where(m.Session.id == session_id))
+
+        def read(s: Session) -> int:
+            value = s.scalar(select(m.Session.last_seq).where(m.Session.id == session_id))
             return int(value or 0)
+
+        return await self.db.read(read)

@@ -1,0 +1,205 @@
+"""A first reading of Parley's durable path: send -> commit -> ack -> fan-out to N subscribers.
+
+Starts ``parley serve`` in a subprocess on a free port (SQLite, in-memory broker), pinned to CPU 0
+when ``taskset`` exists; this process (the load generator) pins itself to CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import msgpack
+from websockets.asyncio.client import connect
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_server(port: int, data_dir: Path, database_url: str | None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PARLEY_SECRET": "bench-secret-" + "x" * 40,
+        "PARLEY_FRAME_RATE": "1000000",
+        "PARLEY_FRAME_BURST": "1000000",
+        "PARLEY_LOG_LEVEL": "warning",
+        "PARLEY_SEND_QUEUE_FRAMES": "100000",
+    }
+    if database_url:
+        env["PARLEY_DATABASE_URL"] = database_url
+    cmd = [
+        sys.executable,
+        "-m",
+        "parley.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    return subprocess.Popen(cmd, env=env)
+
+
+def token(user: str) -> str:
+    from parley.governance.auth import create_token
+
+    return create_token("bench-secret-" + "x" * 40, user_id=user, tenant_id="bench")
+
+
+async def wait_ready(base: str) -> None:
+    async with httpx.AsyncClient() as h:
+        for _ in range(400):
+            try:
+                if (await h.get(base + "/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("server did not become ready")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(args: argparse.Namespace) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(port, Path(tmp), args.database_url)
+        try:
+            await wait_ready(base)
+            async with httpx.AsyncClient(
+                headers={"Authorization": f"Bearer {token('owner')}"}
+            ) as h:
+                sid = (await h.post(base + "/api/v1/sessions", json={"title": "bench"})).json()[
+                    "id"
+                ]
+            await bench(port, sid, args)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+async def bench(port: int, sid: str, args: argparse.Namespace) -> None:
+    url = f"ws://127.0.0.1:{port}/ws?format=msgpack&token="
+    total = args.messages
+    latencies: list[float] = []
+    done = asyncio.Event()
+    counts = [0] * args.subscribers
+
+    async def subscriber(i: int, ready: asyncio.Event) -> None:
+        async with connect(url + token(f"sub{i}"), max_size=None, compression=None) as ws:
+            await ws.recv()
+            await ws.send(msgpack.packb({"type": "subscribe", "id": 1, "session": sid}))
+            while True:
+                frame = msgpack.unpackb(await ws.recv())
+                if frame.get("type") == "ack":
+                    break
+            ready.set()
+            while counts[i] < total:
+                frame = msgpack.unpackb(await ws.recv())
+                if frame.get("event") == "message.created":
+                    counts[i] += 1
+                    sent_at = frame["data"]["message"]["metadata"]["t"]
+                    latencies.append(time.perf_counter() - sent_at)
+            if all(c >= total for c in counts):
+                done.set()
+
+    async def publisher(p: int, n: int) -> None:
+        async with connect(url + token(f"pub{p}"), max_size=None, compression=None) as ws:
+            await ws.recv()
+            window = asyncio.Semaphore(args.window)
+            acked = 0
+            finished = asyncio.Event()
+
+            async def reader() -> None:
+                nonlocal acked
+                while acked < n:
+                    frame = msgpack.unpackb(await ws.recv())
+                    if frame.get("type") in ("ack", "error"):
+                        if frame["type"] == "error":
+                            print("error:", frame, file=sys.stderr)
+                        acked += 1
+                        window.release()
+                finished.set()
+
+            task = asyncio.create_task(reader())
+            body = "x" * 60
+            for k in range(n):
+                await window.acquire()
+                await ws.send(
+                    msgpack.packb(
+                        {
+                            "type": "send",
+                            "id": k,
+                            "session": sid,
+                            "text": body,
+                            "client_id": f"{p}-{k}",
+                            "metadata": {"t": time.perf_counter()},
+                        }
+                    )
+                )
+            await finished.wait()
+            await task
+
+    readies = [asyncio.Event() for _ in range(args.subscribers)]
+    subs = [asyncio.create_task(subscriber(i, readies[i])) for i in range(args.subscribers)]
+    for r in readies:
+        await r.wait()
+    per = total // args.publishers
+    start = time.perf_counter()
+    await asyncio.gather(*(publisher(p, per) for p in range(args.publishers)))
+    await asyncio.wait_for(done.wait(), 120)
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*subs)
+    delivered = sum(counts)
+    print(
+        f"subscribers={args.subscribers} publishers={args.publishers} window={args.window} "
+        f"messages={total} store={'postgres' if args.database_url else 'sqlite'}"
+    )
+    print(f"  committed messages/s : {total / elapsed:10.0f}")
+    print(f"  delivered frames/s   : {delivered / elapsed:10.0f}")
+    print(f"  latency p50          : {statistics.median(latencies) * 1000:8.2f} ms")
+    print(f"  latency p99          : {percentile(latencies, 0.99) * 1000:8.2f} ms")
+    print(f"  latency p99.9        : {percentile(latencies, 0.999) * 1000:8.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=10)
+    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--window", type=int, default=16, help="sends in flight per publisher")
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--database-url", help="e.g. postgresql+asyncpg://postgres@127.0.0.1/test")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

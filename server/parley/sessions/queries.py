@@ -1,0 +1,85 @@
+"""Synchronous, tenant-scoped lookups used inside units of work (see ``storage.database``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parley.errors import NotFound
+from parley.governance.auth import Principal
+from parley.sessions.rules import Role
+from parley.storage import models as m
+
+
+def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False) -> m.Session:
+    """The session if it is in the caller's tenant; otherwise exactly 'not found'.
+
+    ``lock`` takes the row lock that serializes writers of one session (PostgreSQL); on SQLite
+    the write transaction already holds the database's write lock.
+    """
+    q = select(m.Session).where(m.Session.id == session_id, m.Session.tenant_id == p.tenant_id)
+    if lock:
+        q = q.with_for_update()
+    row = s.scalar(q)
+    if row is None:
+        raise NotFound(f"session {session_id!r} not found")
+    return row
+
+
+def message_row(s: Session, session_id: str, message_id: str) -> m.Message:
+    msg = s.scalar(
+        select(m.Message).where(m.Message.id == message_id, m.Message.session_id == session_id)
+    )
+    if msg is None:
+        raise NotFound(f"message {message_id!r} not found in this session")
+    return msg
+
+
+def role_of(s: Session, user_id: str, session_id: str) -> Role | None:
+    role = s.scalar(
+        select(m.Participant.role).where(
+            m.Participant.session_id == session_id, m.Participant.user_id == user_id
+        )
+    )
+    return Role(role) if role is not None else None
+
+
+def message_by_client_id(
+    s: Session, session_id: str, author_id: str, client_id: str
+) -> m.Message | None:
+    return s.scalar(
+        select(m.Message).where(
+            m.Message.session_id == session_id,
+            m.Message.author_id == author_id,
+            m.Message.client_id == client_id,
+        )
+    )
+
+
+def tags_of(s: Session, session_ids: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {sid: [] for sid in session_ids}
+    if session_ids:
+        rows = s.execute(
+            select(m.SessionTag.session_id, m.SessionTag.tag).where(
+                m.SessionTag.session_id.in_(session_ids)
+            )
+        )
+        for sid, tag in rows:
+            out[sid].append(tag)
+    return out
+
+
+def new_event(
+    p: Principal, session_id: str, seq: int, name: str, data: dict[str, Any], now: Any
+) -> m.Event:
+    return m.Event(
+        session_id=session_id,
+        seq=seq,
+        tenant_id=p.tenant_id,
+        name=name,
+        actor_id=p.user_id,
+        data=data,
+        created_at=now,
+    )
