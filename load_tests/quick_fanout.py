@@ -143,7 +143,14 @@ async def bench(port: int, sid: str, args: argparse.Namespace) -> None:
 
             task = asyncio.create_task(reader())
             body = "x" * 60
+            interval = args.publishers / args.rate if args.rate else 0.0
+            next_at = time.perf_counter()
             for k in range(n):
+                if interval:
+                    next_at += interval
+                    delay = next_at - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 await window.acquire()
                 await ws.send(
                     msgpack.packb(
@@ -188,6 +195,9 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--window", type=int, default=16, help="sends in flight per publisher")
     parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="total sends per second (0: as fast as acks allow)"
+    )
     parser.add_argument("--database-url", help="e.g. postgresql+asyncpg://postgres@127.0.0.1/test")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
