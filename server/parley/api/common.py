@@ -9,6 +9,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from parley.errors import AuthError, ErrorCode, InvalidRequest, ParleyError, ProtocolError
 from parley.governance.auth import Principal, bearer_token, verify_token
@@ -103,3 +104,15 @@ def api(handler: Endpoint) -> Endpoint:
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
     return wrapped
+
+
+def resource(path: str, **handlers: Endpoint) -> Route:
+    """One route per path with one handler per method (``GET=..., POST=...``), so a wrong
+    method gets a 405 whose ``Allow`` header names every method the path supports."""
+    if "GET" in handlers:
+        handlers.setdefault("HEAD", handlers["GET"])
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return Route(path, dispatch, methods=list(handlers))

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from parley.api.common import JSONResponse, api, body, int_param, principal, service
+from parley.api.common import JSONResponse, api, body, int_param, principal, resource, service
 from parley.storage.event_log import MAX_PAGE
 
 
@@ -59,7 +58,7 @@ async def post_message(request: Request) -> Response:
         parts=[part.model_dump() for part in req.parts] if req.parts is not None else None,
         parent_id=req.parent_id,
         metadata=req.metadata,
-        client_id=req.client_id or request.headers.get("idempotency-key") or None,
+        client_id=req.client_id or request.headers.get("idempotency-key"),
     )
     return JSONResponse(
         {"message": result.message, "seq": result.seq, "duplicate": result.duplicate},
@@ -105,9 +104,9 @@ async def list_events(request: Request) -> Response:
 
 
 routes = [
-    Route("/sessions/{session_id}/messages", list_messages, methods=["GET"]),
-    Route("/sessions/{session_id}/messages", post_message, methods=["POST"]),
-    Route("/sessions/{session_id}/messages/{message_id}", edit_message, methods=["PATCH"]),
-    Route("/sessions/{session_id}/messages/{message_id}", delete_message, methods=["DELETE"]),
-    Route("/sessions/{session_id}/events", list_events, methods=["GET"]),
+    resource("/sessions/{session_id}/messages", GET=list_messages, POST=post_message),
+    resource(
+        "/sessions/{session_id}/messages/{message_id}", PATCH=edit_message, DELETE=delete_message
+    ),
+    resource("/sessions/{session_id}/events", GET=list_events),
 ]

@@ -7,9 +7,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from parley.api.common import JSONResponse, api, body, principal, service
+from parley.api.common import JSONResponse, api, body, principal, resource, service
 from parley.sessions.rules import Role
 
 
@@ -54,8 +53,7 @@ async def remove_participant(request: Request) -> Response:
 
 
 routes = [
-    Route("/me", me, methods=["GET"]),
-    Route("/sessions/{session_id}/participants", list_participants, methods=["GET"]),
-    Route("/sessions/{session_id}/participants", add_participant, methods=["POST"]),
-    Route("/sessions/{session_id}/participants/{user_id}", remove_participant, methods=["DELETE"]),
+    resource("/me", GET=me),
+    resource("/sessions/{session_id}/participants", GET=list_participants, POST=add_participant),
+    resource("/sessions/{session_id}/participants/{user_id}", DELETE=remove_participant),
 ]

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from parley.api.common import JSONResponse, api, body, int_param, principal, service
+from parley.api.common import JSONResponse, api, body, int_param, principal, resource, service
 from parley.errors import InvalidRequest
 from parley.sessions.rules import SessionStatus
 
@@ -97,10 +96,9 @@ async def delete_session(request: Request) -> Response:
 
 
 routes = [
-    Route("/sessions", create_session, methods=["POST"]),
-    Route("/sessions", list_sessions, methods=["GET"]),
-    Route("/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/sessions/{session_id}", update_session, methods=["PATCH"]),
-    Route("/sessions/{session_id}", delete_session, methods=["DELETE"]),
-    Route("/sessions/{session_id}/archive", archive_session, methods=["POST"]),
+    resource("/sessions", GET=list_sessions, POST=create_session),
+    resource(
+        "/sessions/{session_id}", GET=get_session, PATCH=update_session, DELETE=delete_session
+    ),
+    resource("/sessions/{session_id}/archive", POST=archive_session),
 ]

@@ -91,7 +91,9 @@ def verify_token(key: str, token: str) -> Principal:
     except ValueError:
         raise AuthError("invalid token: unknown user kind") from None
     name = claims.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if isinstance(name, str):
+        name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if not isinstance(name, str) or not name:
         name = user_id
     return Principal(tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind)
 

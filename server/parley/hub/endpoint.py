@@ -133,6 +133,7 @@ class _Pump:
         try:
             limit = self.ep.settings.max_frame_bytes
             if len(data) > limit:
+                ref = _ref_of_oversized(data)
                 unit = "bytes" if isinstance(data, bytes) else "characters"
                 raise ProtocolError(
                     f"frame is {len(data)} {unit}; the limit is {limit}",
@@ -191,6 +192,15 @@ class _Pump:
         self.ctx = CommandContext(conn, principal, self.ep.hub, self.ep.service)
         structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, user=principal.user_id)
         conn.send_frame(welcome(ref, conn, principal, self.ep.settings))
+
+
+def _ref_of_oversized(data: bytes | str) -> str | int | None:
+    """The id of a frame refused for its size, so the error can name it. The transport bounds
+    such frames (4x the limit), so decoding one to find its id costs little."""
+    try:
+        return frame_ref(decode_raw(data))
+    except ProtocolError:
+        return None
 
 
 def welcome(ref: str | int | None, conn: Connection, p: Principal, s: Settings) -> dict[str, Any]:

@@ -76,16 +76,24 @@ def parse_frame(raw: Any) -> ClientFrame:
     try:
         return _CLIENT_FRAME.validate_python(raw)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in err["loc"][1:]) or "type", "problem": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
+        problems: list[dict[str, str]] = []
+        for err in exc.errors(include_url=False, include_input=False):
+            problem = {"field": _field_path(err["loc"][1:]), "problem": err["msg"]}
+            if problem["field"] not in (seen["field"] for seen in problems):
+                problems.append(problem)
         first = problems[0]
         raise ProtocolError(
             f"invalid {ftype} frame: {first['field']}: {first['problem']}",
             code=ErrorCode.INVALID_FRAME,
             details=problems,
         ) from None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``since_seq`` or ``parts.0.type``: the path as the client wrote it, without pydantic's
+    labels for the members of a union (``constrained-str``, ``int``...)."""
+    names = [str(p) for p in loc if isinstance(p, int) or p.isidentifier()]
+    return ".".join(names) or "type"
 
 
 def encode(frame: dict[str, Any], encoding: Encoding) -> bytes | str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -12,6 +13,14 @@ from parley.governance.auth import Principal
 from parley.sessions.rules import Role
 from parley.storage import models as m
 
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def plausible_id(value: str) -> bool:
+    """Session and message ids are UUIDs; anything else cannot name a row (and some inputs,
+    such as NUL characters, could not even be sent to PostgreSQL as a parameter)."""
+    return bool(_ID_RE.match(value))
+
 
 def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False) -> m.Session:
     """The session if it is in the caller's tenant; otherwise exactly 'not found'.
@@ -19,6 +28,8 @@ def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False
     ``lock`` takes the row lock that serializes writers of one session (PostgreSQL); on SQLite
     the write transaction already holds the database's write lock.
     """
+    if not plausible_id(session_id):
+        raise NotFound(f"session {session_id[:80]!r} not found")
     q = select(m.Session).where(m.Session.id == session_id, m.Session.tenant_id == p.tenant_id)
     if lock:
         q = q.with_for_update()
@@ -29,6 +40,8 @@ def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False
 
 
 def message_row(s: Session, session_id: str, message_id: str) -> m.Message:
+    if not plausible_id(message_id):
+        raise NotFound(f"message {message_id[:80]!r} not found in this session")
     msg = s.scalar(
         select(m.Message).where(m.Message.id == message_id, m.Message.session_id == session_id)
     )

@@ -33,7 +33,23 @@ class Role(StrEnum):
 WRITERS = frozenset({Role.OWNER, Role.EDITOR})
 
 
+def check_storable(label: str, value: Any) -> None:
+    """Refuse NUL (U+0000) anywhere in a string, a key or a nested value: JSON allows it, but
+    PostgreSQL text and jsonb cannot hold it, and every backend must behave the same."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest(f"{label} contains a NUL character (U+0000), which is not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(label, key)
+            check_storable(label, item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_storable(label, item)
+
+
 def clean_title(title: str) -> str:
+    check_storable("title", title)
     title = title.strip()
     if len(title) > MAX_TITLE:
         raise InvalidRequest(f"title is longer than {MAX_TITLE} characters")
@@ -43,6 +59,7 @@ def clean_title(title: str) -> str:
 def clean_tags(tags: list[str]) -> list[str]:
     """Tags are trimmed, lower-cased, unique, and 1-64 characters each."""
     out: list[str] = []
+    check_storable("tags", tags)
     for tag in tags:
         norm = tag.strip().lower()
         if not norm or len(norm) > MAX_TAG_LEN:
@@ -55,6 +72,8 @@ def clean_tags(tags: list[str]) -> list[str]:
 
 
 def check_json_size(label: str, value: Any, limit: int) -> None:
+    """Refuse values that are not storable JSON or larger than ``limit`` bytes encoded."""
+    check_storable(label, value)
     try:
         size = len(orjson.dumps(value))
     except TypeError as exc:
@@ -64,11 +83,21 @@ def check_json_size(label: str, value: Any, limit: int) -> None:
 
 
 def check_text(text: str, limit: int) -> None:
+    check_storable("text", text)
     if len(text) > limit:
         raise InvalidRequest(
             f"text is {len(text)} characters; the limit is {limit}",
             code=ErrorCode.TEXT_TOO_LONG,
         )
+
+
+def check_client_id(client_id: str | None) -> None:
+    """An idempotency key: 1-128 characters, no NUL (the socket schema checks the same)."""
+    if client_id is None:
+        return
+    if not 1 <= len(client_id) <= 128:
+        raise InvalidRequest("client_id (or Idempotency-Key) must be 1-128 characters")
+    check_storable("client_id", client_id)
 
 
 def check_can_write(role: Role | None) -> None:

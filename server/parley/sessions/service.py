@@ -17,13 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
-from parley.governance.auth import Principal
+from parley.governance.auth import Principal, valid_identifier
 from parley.ids import new_id, utcnow
 from parley.sessions import rules
 from parley.sessions.queries import (
     message_by_client_id,
     message_row,
     new_event,
+    plausible_id,
     role_of,
     session_row,
     tags_of,
@@ -322,6 +323,7 @@ class SessionService:
             rules.check_json_size("parts", parts, rules.MAX_PARTS_BYTES)
         meta = metadata or {}
         rules.check_json_size("metadata", meta, rules.MAX_METADATA_BYTES)
+        rules.check_client_id(client_id)
         await self.ensure_principal(p)
         now = utcnow()
 
@@ -336,9 +338,13 @@ class SessionService:
             role = role_of(s, p.user_id, session_id)
             rules.check_can_write(role)
             if parent_id is not None:
-                parent = s.scalar(
-                    select(m.Message.id).where(
-                        m.Message.id == parent_id, m.Message.session_id == session_id
+                parent = (
+                    None
+                    if not plausible_id(parent_id)
+                    else s.scalar(
+                        select(m.Message.id).where(
+                            m.Message.id == parent_id, m.Message.session_id == session_id
+                        )
                     )
                 )
                 if parent is None:
@@ -545,7 +551,7 @@ class SessionService:
             my_role = role_of(s, p.user_id, session_id)
             if my_role not in rules.WRITERS or (role is Role.OWNER and my_role is not Role.OWNER):
                 raise Forbidden("you may not grant this role in this session")
-            user = s.get(m.User, (p.tenant_id, user_id))
+            user = s.get(m.User, (p.tenant_id, user_id)) if valid_identifier(user_id) else None
             if user is None:
                 raise NotFound(f"user {user_id!r} does not exist in this tenant")
             part = s.get(m.Participant, (session_id, user_id))
@@ -584,7 +590,9 @@ class SessionService:
             row = session_row(s, p, session_id, lock=True)
             if user_id != p.user_id and role_of(s, p.user_id, session_id) is not Role.OWNER:
                 raise Forbidden("only the session's owners may remove others")
-            part = s.get(m.Participant, (session_id, user_id))
+            part = (
+                s.get(m.Participant, (session_id, user_id)) if valid_identifier(user_id) else None
+            )
             if part is None:
                 raise NotFound(f"{user_id!r} is not a participant of this session")
             s.delete(part)

@@ -55,14 +55,14 @@ class Base(DeclarativeBase):
 
 class Tenant(Base):
     __tablename__ = "tenants"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class User(Base):
     __tablename__ = "users"
-    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))  # human | bot | assistant
@@ -73,7 +73,7 @@ class User(Base):
 class Session(Base):
     __tablename__ = "sessions"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
     title: Mapped[str] = mapped_column(String(500))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", Json)
     status: Mapped[str] = mapped_column(String(16))  # active | archived
@@ -91,7 +91,7 @@ class SessionTag(Base):
     __tablename__ = "session_tags"
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
     __table_args__ = (
         ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
         Index(None, "tenant_id", "tag", "session_id"),
@@ -102,7 +102,7 @@ class Participant(Base):
     __tablename__ = "participants"
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))  # owner | editor | commenter | viewer
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (
@@ -114,7 +114,7 @@ class Participant(Base):
 class Message(Base):
     __tablename__ = "messages"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
     session_id: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(BigInteger)
     author_id: Mapped[str] = mapped_column(String(128))
@@ -139,7 +139,7 @@ class Event(Base):
     __tablename__ = "events"
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(64))
     actor_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(Json)

@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "tenants",
-        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=128), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
@@ -28,7 +28,7 @@ def upgrade() -> None:
     op.create_table(
         "sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.Column("title", sa.String(length=500), nullable=False),
         sa.Column(
             "metadata", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
@@ -55,7 +55,7 @@ def upgrade() -> None:
 
     op.create_table(
         "users",
-        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.Column("id", sa.String(length=128), nullable=False),
         sa.Column("display_name", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
@@ -72,7 +72,7 @@ def upgrade() -> None:
         "events",
         sa.Column("session_id", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("actor_id", sa.String(length=128), nullable=True),
         sa.Column("data", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
@@ -88,7 +88,7 @@ def upgrade() -> None:
     op.create_table(
         "messages",
         sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.Column("session_id", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("author_id", sa.String(length=128), nullable=False),
@@ -125,7 +125,7 @@ def upgrade() -> None:
         "participants",
         sa.Column("session_id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=128), nullable=False),
-        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -145,7 +145,7 @@ def upgrade() -> None:
         "session_tags",
         sa.Column("session_id", sa.String(length=64), nullable=False),
         sa.Column("tag", sa.String(length=64), nullable=False),
-        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["sessions.id"],
