@@ -133,3 +133,27 @@ async def _read_until_closed(client: WsClient) -> int | None:
             await client.recv(timeout=10)
     except ConnectionClosed as exc:
         return exc.rcvd.code if exc.rcvd else None
+
+
+async def test_a_send_retried_after_a_reconnect_is_stored_once(server: RunningServer) -> None:
+    """The client loses its connection before the ack arrives, reconnects and sends again with
+    the same client_id: one message, one event, and the retry's ack names the original."""
+    sid = await server.create_session("alice")
+    async with server.client("bob") as watcher:
+        await watcher.subscribe(sid)
+        async with server.client("alice") as first:
+            await first.send(
+                {"type": "send", "id": 1, "session": sid, "text": "hi", "client_id": "k"}
+            )
+        # the socket closed without reading the ack; did the message land? the client cannot know
+        async with server.client("alice") as retry:
+            ack = await retry.say(sid, "hi", client_id="k")
+            again = await retry.say(sid, "hi", client_id="k")
+        (created,) = await watcher.events(1)
+        assert created["event"] == "message.created"
+        assert ack["seq"] == again["seq"] == created["seq"]
+        assert ack["message_id"] == again["message_id"] == created["data"]["message"]["id"]
+        assert again["duplicate"] is True
+    async with server.http("alice") as h:
+        items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
+    assert [(m["text"], m["client_id"]) for m in items] == [("hi", "k")]
