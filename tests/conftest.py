@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from parley.config import Settings
 from tests.support import RunningServer, start_server
 
+REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("PARLEY_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("PARLEY_REQUIRE_SERVICES") == "1"
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -28,7 +29,20 @@ def _service_missing(what: str, exc: BaseException) -> None:
     message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
     if REQUIRE_SERVICES:
         pytest.fail(message + " and PARLEY_REQUIRE_SERVICES=1", pytrace=False)
-    pytest.skip("SKIPPED LOUDLY: " + message + "; set PARLEY_TEST_PG_URL to run these tests")
+    pytest.skip("SKIPPED LOUDLY: " + message + "; set PARLEY_TEST_PG_URL / _REDIS_URL to run")
+
+
+def redis_url_or_skip() -> str:
+    """The test Redis URL if a server answers there; otherwise skip (or fail in CI)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError) as exc:
+        _service_missing("Redis at " + REDIS_URL, exc)
+    return REDIS_URL
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> str:

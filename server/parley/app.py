@@ -100,7 +100,7 @@ def create_app(
         if migrate:
             await asyncio.to_thread(upgrade, url)
         db = Database(url)
-        the_broker = broker or create_broker(settings.broker_url)
+        the_broker = broker or create_broker(settings.broker_url, sharded=settings.redis_sharded)
         await the_broker.start()
         event_log = EventLog(db)
         hub = Hub(the_broker, events_after=event_log.events_after, last_seq=event_log.last_seq)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         "memory://",
         description="Event broker. memory:// runs everything in one process.",
     )
+    redis_sharded: bool = Field(
+        False, description="Use sharded pub/sub (SPUBLISH/SSUBSCRIBE) for Redis Cluster."
+    )
     secret: SecretStr | None = Field(
         None,
         description="HS256 signing key for tokens. Unset: generated once into the data folder.",

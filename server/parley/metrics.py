@@ -21,6 +21,13 @@ EVENTS_DELIVERED = Counter(
     "parley_events_delivered_total", "Events fanned out to local subscribers (once per event)."
 )
 GAP_FILLS = Counter("parley_gap_fills_total", "Seq gaps filled from storage.")
+RESYNCS = Counter(
+    "parley_resyncs_total", "Session feeds caught up from storage after a broker interruption."
+)
+BROKER_RECONNECTS = Counter("parley_broker_reconnects_total", "Broker connections restored.")
+BROKER_DROPPED = Counter(
+    "parley_broker_dropped_total", "Payloads that could not be published to the broker."
+)
 FANOUT_LATENCY = Histogram(
     "parley_fanout_latency_seconds",
     "From publish to the event being queued on every local subscriber.",

@@ -1,18 +1,22 @@
 """The broker contract (see ``parley.broker.base``), run against every broker implementation.
 
 A new broker joins by adding a factory to ``BROKERS``: a function returning ``n`` started
-instances that talk to each other as separate processes would.
+instances that talk to each other as separate processes would. Channel names are unique per
+test, because a real Redis may be shared with other test runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from parley.broker.base import Broker
 from parley.broker.memory import MemoryBroker, MemoryBus
+from parley.broker.redis import RedisBroker
+from tests.conftest import redis_url_or_skip
 
 Factory = Callable[[int], Awaitable[list[Broker]]]
 
@@ -25,7 +29,30 @@ async def _memory(n: int) -> list[Broker]:
     return brokers
 
 
-BROKERS: dict[str, Factory] = {"memory": _memory}
+async def _redis(n: int, *, sharded: bool = False) -> list[Broker]:
+    url = redis_url_or_skip()
+    brokers: list[Broker] = [RedisBroker(url, sharded=sharded) for _ in range(n)]
+    for b in brokers:
+        await b.start()
+    return brokers
+
+
+async def _redis_sharded(n: int) -> list[Broker]:
+    return await _redis(n, sharded=True)
+
+
+BROKERS: dict[str, Factory] = {
+    "memory": _memory,
+    "redis": _redis,
+    "redis-sharded": _redis_sharded,
+}
+
+
+@pytest.fixture
+def ch() -> Callable[[str], str]:
+    """Unique channel names for one test."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    return lambda name: prefix + name
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -73,83 +100,89 @@ class Collector:
 
 
 async def test_delivers_to_every_subscribed_instance_including_the_publisher(
-    make_brokers: Factory,
+    make_brokers: Factory, ch: Callable[[str], str]
 ) -> None:
     a, b, c = await make_brokers(3)
     got_a, got_b, got_c = Collector(), Collector(), Collector()
-    await a.subscribe("ch", got_a)
-    await b.subscribe("ch", got_b)
-    await c.subscribe("other", got_c)
+    await a.subscribe(ch("ch"), got_a)
+    await b.subscribe(ch("ch"), got_b)
+    await c.subscribe(ch("other"), got_c)
 
-    await a.publish("ch", b"hello")
+    await a.publish(ch("ch"), b"hello")
 
-    assert await got_a.wait(1) == [("ch", b"hello")]
-    assert await got_b.wait(1) == [("ch", b"hello")]
-    await got_c.settle(c, "other")
+    assert await got_a.wait(1) == [(ch("ch"), b"hello")]
+    assert await got_b.wait(1) == [(ch("ch"), b"hello")]
+    await got_c.settle(c, ch("other"))
     assert got_c.items == [], "an instance not subscribed to the channel receives nothing"
 
 
-async def test_exactly_once_and_in_publish_order_per_publisher(make_brokers: Factory) -> None:
+async def test_exactly_once_and_in_publish_order_per_publisher(
+    make_brokers: Factory, ch: Callable[[str], str]
+) -> None:
     a, b = await make_brokers(2)
     got = Collector()
-    await b.subscribe("ch", got)
+    await b.subscribe(ch("ch"), got)
     payloads = [i.to_bytes(4, "big") for i in range(2000)]
     for p in payloads:
-        await a.publish("ch", p)
+        await a.publish(ch("ch"), p)
     items = await got.wait(len(payloads))
-    await got.settle(a, "ch")
+    await got.settle(a, ch("ch"))
     assert [p for _, p in items] == payloads
 
 
-async def test_binary_payloads_arrive_intact(make_brokers: Factory) -> None:
+async def test_binary_payloads_arrive_intact(
+    make_brokers: Factory, ch: Callable[[str], str]
+) -> None:
     a, b = await make_brokers(2)
     got = Collector()
-    await b.subscribe("ch", got)
+    await b.subscribe(ch("ch"), got)
     payload = bytes(range(256)) * 64
-    await a.publish("ch", payload)
+    await a.publish(ch("ch"), payload)
     assert (await got.wait(1))[0][1] == payload
 
 
 async def test_unsubscribe_stops_delivery_and_unknown_channels_are_ignored(
-    make_brokers: Factory,
+    make_brokers: Factory, ch: Callable[[str], str]
 ) -> None:
     a, b = await make_brokers(2)
     got_b, got_a = Collector(), Collector()
-    await b.subscribe("ch", got_b)
-    await a.subscribe("ch", got_a)
-    await a.publish("ch", b"1")
+    await b.subscribe(ch("ch"), got_b)
+    await a.subscribe(ch("ch"), got_a)
+    await a.publish(ch("ch"), b"1")
     await got_b.wait(1)
-    await b.unsubscribe("ch")
-    await b.unsubscribe("never-subscribed")
-    await a.publish("ch", b"2")
+    await b.unsubscribe(ch("ch"))
+    await b.unsubscribe(ch("never-subscribed"))
+    await a.publish(ch("ch"), b"2")
     await got_a.wait(2)  # the publisher still gets it, so it went out
-    assert got_b.items == [("ch", b"1")]
+    assert got_b.items == [(ch("ch"), b"1")]
 
 
-async def test_subscribing_twice_replaces_the_handler(make_brokers: Factory) -> None:
+async def test_subscribing_twice_replaces_the_handler(
+    make_brokers: Factory, ch: Callable[[str], str]
+) -> None:
     (a,) = await make_brokers(1)
     first, second = Collector(), Collector()
-    await a.subscribe("ch", first)
-    await a.subscribe("ch", second)
-    await a.publish("ch", b"x")
+    await a.subscribe(ch("ch"), first)
+    await a.subscribe(ch("ch"), second)
+    await a.publish(ch("ch"), b"x")
     await second.wait(1)
-    await second.settle(a, "ch")
+    await second.settle(a, ch("ch"))
     assert first.items == []
-    assert second.items == [("ch", b"x")]
+    assert second.items == [(ch("ch"), b"x")]
 
 
-async def test_channels_are_independent(make_brokers: Factory) -> None:
+async def test_channels_are_independent(make_brokers: Factory, ch: Callable[[str], str]) -> None:
     a, b = await make_brokers(2)
     one, two = Collector(), Collector()
-    await b.subscribe("one", one)
-    await b.subscribe("two", two)
-    await a.publish("one", b"1")
-    await a.publish("two", b"2")
-    assert await one.wait(1) == [("one", b"1")]
-    assert await two.wait(1) == [("two", b"2")]
+    await b.subscribe(ch("one"), one)
+    await b.subscribe(ch("two"), two)
+    await a.publish(ch("one"), b"1")
+    await a.publish(ch("two"), b"2")
+    assert await one.wait(1) == [(ch("one"), b"1")]
+    assert await two.wait(1) == [(ch("two"), b"2")]
 
 
-async def test_healthy_while_running(make_brokers: Factory) -> None:
+async def test_healthy_while_running(make_brokers: Factory, ch: Callable[[str], str]) -> None:
     (a,) = await make_brokers(1)
     assert await a.healthy()
     await a.stop()

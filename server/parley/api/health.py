@@ -28,11 +28,15 @@ async def readyz(request: Request) -> Response:
         checks["broker"] = "ok" if healthy else "failing: not connected"
     except Exception as exc:
         checks["broker"] = f"failing: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    # Without storage nothing works: not ready. Without the broker, this process still serves
+    # its own clients (and they recover by seq later): ready, but reported as degraded.
+    if checks["storage"] != "ok":
+        status, code = "not ready", 503
+    elif checks["broker"] != "ok":
+        status, code = "degraded", 200
+    else:
+        status, code = "ready", 200
+    return JSONResponse({"status": status, "checks": checks}, status_code=code)
 
 
 async def metrics(request: Request) -> Response:

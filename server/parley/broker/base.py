@@ -17,6 +17,8 @@ Contract every implementation must keep (``tests/conformance/test_broker_contrac
   returns is delivered. Subscribing twice to one channel replaces the handler.
 * **Handlers** run on the event loop, must not block, and must not raise; the broker calls them
   one at a time, in arrival order.
+* **Interruptions**: after a lost connection the broker reconnects by itself, resubscribes, and
+  then calls the resync handler so the hub can read from storage what it may have missed.
 """
 
 from __future__ import annotations
@@ -47,3 +49,7 @@ class Broker(Protocol):
 
     async def healthy(self) -> bool:
         """True when publishes are currently being delivered."""
+
+    def on_resync(self, handler: Callable[[], None]) -> None:
+        """Register ``handler``, called (on the event loop) after the broker recovered from an
+        interruption during which payloads may have been lost, once it is subscribed again."""

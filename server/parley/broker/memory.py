@@ -6,6 +6,8 @@ hubs in one process exactly as if they were separate processes on a real broker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from parley.broker.base import MessageHandler
@@ -60,3 +62,6 @@ class MemoryBroker:
 
     async def healthy(self) -> bool:
         return self._running
+
+    def on_resync(self, handler: Callable[[], None]) -> None:
+        """Nothing is ever lost in memory, so the handler is never called."""

@@ -173,6 +173,26 @@ class SessionFeed:
         finally:
             self._gap_task = None
 
+    def resync(self) -> None:
+        """Catch up from storage: the broker was interrupted and may have lost events."""
+        if not self.closed and self.delivered is not None:
+            asyncio.get_running_loop().create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        delay = self._gap_grace
+        while not self.closed and self.delivered is not None:
+            try:
+                frames = await self._events_after(self.session_id, self.delivered, 500)
+            except Exception as exc:
+                log.warning("resync failed; retrying", session=self.session_id, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for frame in frames:
+                self.accept(OutEvent.from_frame(frame))
+            if len(frames) < 500:
+                return
+
     # -- subscribers ------------------------------------------------------------------------
 
     def add_replaying(self, conn: Connection) -> Subscription:

@@ -55,6 +55,15 @@ class Hub:
         # Broker subscribe/unsubscribe of one channel must not interleave; they are rare
         # (first and last local subscriber of a session), so one lock is enough.
         self._channel_lock = asyncio.Lock()
+        broker.on_resync(self._resync_all)
+
+    def _resync_all(self) -> None:
+        """The broker was interrupted: every feed reads what it may have missed from storage."""
+        feeds = list(self._feeds.values())
+        for feed in feeds:
+            feed.resync()
+        metrics.RESYNCS.inc(len(feeds))
+        log.info("resyncing session feeds from storage", feeds=len(feeds))
 
     # -- publishing (the session service's Publisher) ---------------------------------------
 

@@ -1,0 +1,174 @@
+"""Several real hub processes on real Redis and PostgreSQL, with clients spread across them."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from parley.governance.auth import create_token
+from parley.storage.migrate import upgrade
+from tests.conftest import TEST_SECRET
+from tests.services import HubProcess, RedisServer
+from tests.support import WsClient
+
+
+def token(user: str) -> str:
+    return create_token(TEST_SECRET, user_id=user, tenant_id="acme")
+
+
+@asynccontextmanager
+async def client(hub: HubProcess, user: str) -> AsyncIterator[WsClient]:
+    async with connect(f"{hub.ws_url}?token={token(user)}", max_size=None) as ws:
+        c = WsClient(ws)
+        assert (await c.recv())["type"] == "welcome"
+        yield c
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def hubs(
+    pg_database: str, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[list[HubProcess]]:
+    await asyncio.to_thread(upgrade, pg_database)
+    procs = [HubProcess(f"hub{i}", tmp_path, pg_database, redis_server.url) for i in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda h: h.start(), procs))
+    yield procs
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda h: h.stop(), procs))
+
+
+async def new_session(hub: HubProcess) -> str:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token('owner')}"}) as h:
+        r = await h.post(hub.base_url + "/api/v1/sessions", json={"title": "cluster"})
+        assert r.status_code == 201, r.text
+        sid: str = r.json()["id"]
+        return sid
+
+
+async def stored_messages(hub: HubProcess, sid: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token('owner')}"}) as h:
+        items: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            r = await h.get(
+                f"{hub.base_url}/api/v1/sessions/{sid}/messages",
+                params={"after_seq": after, "limit": 500},
+            )
+            page = r.json()["items"]
+            items += page
+            if len(page) < 500:
+                return items
+            after = page[-1]["seq"]
+
+
+def texts(events: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    return [
+        (e["seq"], e["data"]["message"]["text"]) for e in events if e["event"] == "message.created"
+    ]
+
+
+async def test_identical_order_everywhere_and_moving_to_another_process(
+    hubs: list[HubProcess],
+) -> None:
+    sid = await new_session(hubs[0])
+    async with (
+        client(hubs[0], "ann") as ann,
+        client(hubs[1], "ben") as ben,
+        client(hubs[2], "cat") as cat,
+    ):
+        for c in (ann, ben, cat):
+            await c.subscribe(sid)
+
+        async def talk(c: WsClient, who: str) -> None:
+            for i in range(15):
+                await c.say(sid, f"{who}-{i}", client_id=f"{who}-{i}")
+
+        await asyncio.gather(talk(ann, "ann"), talk(ben, "ben"), talk(cat, "cat"))
+        total = 45 + 3  # messages + each speaker joining
+        seen = [await c.events(total) for c in (ann, ben, cat)]
+        assert seen[0] == seen[1] == seen[2], "every process delivers the same order"
+        assert [e["seq"] for e in seen[0]] == list(range(3, 3 + total))
+        last_seen_by_cat = seen[2][-1]["seq"]
+
+    # cat goes away; ann keeps talking on hub0; cat comes back on hub1
+    async with client(hubs[0], "ann") as ann:
+        for i in range(5):
+            await ann.say(sid, f"while away {i}")
+    async with client(hubs[1], "cat") as cat:
+        ack = await cat.subscribe(sid, since_seq=last_seen_by_cat)
+        missed = await cat.events(5)
+        assert [t for _, t in texts(missed)] == [f"while away {i}" for i in range(5)]
+        assert ack["replayed"] == 5
+        assert cat.backlog == []
+
+
+async def test_killing_a_hub_mid_traffic_loses_no_acknowledged_message(
+    hubs: list[HubProcess],
+) -> None:
+    sid = await new_session(hubs[0])
+    acked: list[int] = []
+    async with client(hubs[0], "watch0") as w0, client(hubs[2], "watch2") as w2:
+        await w0.subscribe(sid)
+        await w2.subscribe(sid)
+
+        async def send_until_killed() -> None:
+            async with client(hubs[1], "talker") as talker:
+                try:
+                    for i in range(10_000):
+                        reply = await talker.say(sid, f"m{i}", client_id=f"m{i}")
+                        acked.append(reply["seq"])
+                        if len(acked) == 40:
+                            hubs[1].kill()  # SIGKILL: no goodbye, no flush
+                except (ConnectionClosed, TimeoutError, OSError):
+                    return
+
+        await send_until_killed()
+        assert len(acked) >= 40
+        stored = {m["seq"] for m in await stored_messages(hubs[0], sid)}
+        assert set(acked) <= stored, "every acknowledged message is in storage"
+        # the watchers on surviving processes have every stored message, in order
+        for w in (w0, w2):
+            got = texts(await w.events(len(stored) + 1))  # + the talker's join
+            assert [s for s, _ in got] == sorted(stored)
+
+
+async def test_redis_restart_loses_nothing_and_live_delivery_resumes(
+    hubs: list[HubProcess], redis_server: RedisServer
+) -> None:
+    sid = await new_session(hubs[0])
+    async with client(hubs[0], "talker") as talker, client(hubs[1], "watcher") as watcher:
+        await talker.subscribe(sid)
+        await watcher.subscribe(sid)
+        await talker.say(sid, "before")
+        redis_server.stop()
+        # the talker's process keeps serving its own clients while Redis is away
+        during = [(await talker.say(sid, f"during {i}"))["seq"] for i in range(5)]
+        async with httpx.AsyncClient() as h:
+            health = (await h.get(hubs[0].base_url + "/readyz")).json()
+        assert health["status"] == "degraded"
+        redis_server.start()
+        # the watcher's process reconnects by itself and reads what it missed from storage
+        got = texts(await watcher.events(1 + 1 + 5, timeout=30))  # join, before, during
+        assert [t for _, t in got] == ["before"] + [f"during {i}" for i in range(5)]
+        assert [s for s, _ in got][1:] == during
+        # and live delivery works again
+        after = await talker.say(sid, "after")
+        (live,) = await watcher.events(1, timeout=30)
+        assert live["seq"] == after["seq"]
