@@ -22,6 +22,7 @@ from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
+from parley.presence import create_presence_store
 from parley.sessions.service import SessionService
 from parley.storage.database import Database
 from parley.storage.event_log import EventLog
@@ -102,8 +103,17 @@ def create_app(
         db = Database(url)
         the_broker = broker or create_broker(settings.broker_url, sharded=settings.redis_sharded)
         await the_broker.start()
+        presence = create_presence_store(settings.broker_url)
+        presence.ttl = settings.presence_ttl
+        await presence.start()
         event_log = EventLog(db)
-        hub = Hub(the_broker, events_after=event_log.events_after, last_seq=event_log.last_seq)
+        hub = Hub(
+            the_broker,
+            events_after=event_log.events_after,
+            last_seq=event_log.last_seq,
+            presence=presence,
+        )
+        await hub.start()
         service = SessionService(db, hub, max_text_chars=settings.max_text_chars)
         app.state.settings = settings
         app.state.db = db
@@ -116,6 +126,7 @@ def create_app(
             yield
         finally:
             await hub.shutdown(settings.shutdown_flush_timeout)
+            await presence.stop()
             await the_broker.stop()
             await db.close()
             log.info("parley stopped")

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     redis_sharded: bool = Field(
         False, description="Use sharded pub/sub (SPUBLISH/SSUBSCRIBE) for Redis Cluster."
     )
+    presence_ttl: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds after which the presence of a process that stopped expires.",
+    )
     secret: SecretStr | None = Field(
         None,
         description="HS256 signing key for tokens. Unset: generated once into the data folder.",

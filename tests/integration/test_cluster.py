@@ -172,3 +172,40 @@ async def test_redis_restart_loses_nothing_and_live_delivery_resumes(
         after = await talker.say(sid, "after")
         (live,) = await watcher.events(1, timeout=30)
         assert live["seq"] == after["seq"]
+
+
+async def test_presence_across_processes_and_expiry_of_a_killed_process(
+    hubs: list[HubProcess],
+) -> None:
+    sid = await new_session(hubs[0])
+    async with client(hubs[2], "watcher") as watcher:
+        ack = await watcher.subscribe(sid)
+        assert [u["user_id"] for u in ack["presence"]] == ["watcher"]
+        async with client(hubs[0], "ann") as ann:
+            ack = await ann.subscribe(sid)
+            assert sorted(u["user_id"] for u in ack["presence"]) == ["ann", "watcher"]
+            joined = await watcher.wait_for(lambda f: f.get("event") == "presence.joined")
+            assert joined["data"]["user_id"] == "ann"
+
+            async with client(hubs[1], "ben") as ben:
+                await ben.subscribe(sid)
+                joined = await watcher.wait_for(lambda f: f.get("event") == "presence.joined")
+                assert joined["data"]["user_id"] == "ben"
+                assert await present(hubs[0], sid) == ["ann", "ben", "watcher"]
+                # ben's process dies without a word; his presence expires (ttl 3 s here)
+                hubs[1].kill()
+                left = await watcher.wait_for(
+                    lambda f: f.get("event") == "presence.left", timeout=15
+                )
+                assert left["data"]["user_id"] == "ben"
+                assert await present(hubs[0], sid) == ["ann", "watcher"]
+        # ann leaves cleanly: at once, no expiry needed
+        left = await watcher.wait_for(lambda f: f.get("event") == "presence.left", timeout=5)
+        assert left["data"]["user_id"] == "ann"
+
+
+async def present(hub: HubProcess, sid: str) -> list[str]:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token('owner')}"}) as h:
+        r = await h.get(f"{hub.base_url}/api/v1/sessions/{sid}/presence")
+        assert r.status_code == 200, r.text
+        return [u["user_id"] for u in r.json()["items"]]

@@ -27,6 +27,16 @@ async def me(request: Request) -> Response:
 
 
 @api
+async def presence(request: Request) -> Response:
+    """The users connected to the session right now, on every process."""
+    p = await principal(request)
+    session_id = request.path_params["session_id"]
+    await service(request).last_seq(p, session_id)  # not found for other tenants
+    users = await request.app.state.hub.present(p.tenant_id, session_id)
+    return JSONResponse({"items": sorted(users, key=lambda u: u["user_id"])})
+
+
+@api
 async def list_participants(request: Request) -> Response:
     p = await principal(request)
     items = await service(request).list_participants(p, request.path_params["session_id"])
@@ -56,4 +66,5 @@ routes = [
     resource("/me", GET=me),
     resource("/sessions/{session_id}/participants", GET=list_participants, POST=add_participant),
     resource("/sessions/{session_id}/participants/{user_id}", DELETE=remove_participant),
+    resource("/sessions/{session_id}/presence", GET=presence),
 ]

@@ -33,6 +33,8 @@ from parley.broker.base import MessageHandler
 log = structlog.get_logger("parley.broker")
 
 _MAGIC = b"PRL1"
+# A nudge: "payloads on this channel were lost; read what you missed from storage".
+_NUDGE = b"PRLR"
 _ORIGIN_LEN = 8
 _HEADER = len(_MAGIC) + _ORIGIN_LEN
 _MAX_BATCH = 512
@@ -54,6 +56,7 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
         self._publish_ok = True
+        self._dropped_channels: set[str] = set()
         self._resync: Callable[[], None] | None = None
         self._stopping = False
 
@@ -117,18 +120,32 @@ class RedisBroker:
         if not self._queue or self._client is None:
             return
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), _MAX_BATCH))]
+        if self._dropped_channels:
+            # Tell the other processes which channels lost payloads, so they catch up.
+            nudges = [(ch, _NUDGE + self.node_id) for ch in sorted(self._dropped_channels)]
+            batch = nudges + batch
+            self._dropped_channels.clear()
+        for _attempt in range(2):
+            try:
+                await self._execute(batch)
+                self._publish_ok = True
+                return
+            except (RedisError, OSError) as exc:
+                error = exc  # the first failure may be a stale pooled connection: retry once
+        # At most once: the events are in storage; the nudge after recovery makes the other
+        # processes read them from there.
+        self._publish_ok = False
+        self._dropped_channels.update(channel for channel, _ in batch)
+        metrics.BROKER_DROPPED.inc(len(batch))
+        log.warning("publishing to redis failed", error=str(error), dropped=len(batch))
+
+    async def _execute(self, batch: list[tuple[str, bytes]]) -> None:
+        assert self._client is not None
         command = "SPUBLISH" if self.sharded else "PUBLISH"
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for channel, data in batch:
-                pipe.execute_command(command, channel, data)
-            await pipe.execute()
-            self._publish_ok = True
-        except (RedisError, OSError) as exc:
-            # At most once: the events are in storage and other processes will resync.
-            self._publish_ok = False
-            metrics.BROKER_DROPPED.inc(len(batch))
-            log.warning("publishing to redis failed", error=str(exc), dropped=len(batch))
+        pipe = self._client.pipeline(transaction=False)
+        for channel, data in batch:
+            pipe.execute_command(command, channel, data)
+        await pipe.execute()
 
     # -- subscribe --------------------------------------------------------------------------
 
@@ -169,6 +186,26 @@ class RedisBroker:
         except TimeoutError:
             log.warning("redis did not confirm subscriptions in time", count=len(channels))
 
+    async def _resubscribe_all(self) -> None:
+        """Subscribe every channel again and wait for Redis to confirm them all. This runs in
+        the reader task, so it reads the confirmations itself (dispatching any payloads)."""
+        channels = set(self._handlers)
+        if not channels:
+            return
+        if self.sharded:
+            await self._pubsub.ssubscribe(*channels)
+        else:
+            await self._pubsub.subscribe(*channels)
+        async with asyncio.timeout(10):
+            while channels:
+                message = await self._pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                if message["type"] in ("subscribe", "ssubscribe"):
+                    name = message["channel"]
+                    channels.discard(name.decode() if isinstance(name, bytes) else name)
+                self._dispatch(message)
+
     # -- the reader ------------------------------------------------------------------------
 
     async def _open_pubsub(self) -> None:
@@ -205,6 +242,10 @@ class RedisBroker:
             channel = channel.decode()
         if kind in ("message", "smessage"):
             data: bytes = message["data"]
+            if data.startswith(_NUDGE):
+                if data[len(_NUDGE) :] != self.node_id and self._resync is not None:
+                    self._resync()
+                return
             if not data.startswith(_MAGIC):
                 return  # not ours: some other publisher shares the Redis
             if data[len(_MAGIC) : _HEADER] == self.node_id:
@@ -226,10 +267,8 @@ class RedisBroker:
             await self._close_pubsub()
             try:
                 await self._open_pubsub()
-                channels = list(self._handlers)
-                if channels:
-                    await self._send_subscribe(channels)
-            except (RedisError, OSError) as exc:
+                await self._resubscribe_all()
+            except (RedisError, OSError, TimeoutError) as exc:
                 self._subscribed = False
                 log.info("redis still unreachable", retry_in=round(delay, 2), error=str(exc))
                 await asyncio.sleep(delay * (0.5 + random.random()))

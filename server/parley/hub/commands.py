@@ -37,8 +37,10 @@ async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
             details={"last_seq": last},
         )
 
-    def ready(seq: int, replayed: int) -> None:
-        ctx.conn.send_frame(ack(frame.id, session=frame.session, seq=seq, replayed=replayed))
+    def ready(seq: int, replayed: int, present: list[dict[str, str]]) -> None:
+        ctx.conn.send_frame(
+            ack(frame.id, session=frame.session, seq=seq, replayed=replayed, presence=present)
+        )
 
     await ctx.hub.subscribe(
         ctx.conn, ctx.principal.tenant_id, frame.session, frame.since_seq, ready

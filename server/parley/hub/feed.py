@@ -66,6 +66,7 @@ class SessionFeed:
         self._gap_grace = gap_grace
         self._max_buffer = max_buffer
         self._gap_task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self.live) + len(self.replaying)
@@ -175,10 +176,16 @@ class SessionFeed:
 
     def resync(self) -> None:
         """Catch up from storage: the broker was interrupted and may have lost events."""
-        if not self.closed and self.delivered is not None:
-            asyncio.get_running_loop().create_task(self._catch_up())
+        if not self.closed and self.delivered is not None and self._resync_task is None:
+            self._resync_task = asyncio.get_running_loop().create_task(self._catch_up())
 
     async def _catch_up(self) -> None:
+        try:
+            await self._catch_up_pages()
+        finally:
+            self._resync_task = None
+
+    async def _catch_up_pages(self) -> None:
         delay = self._gap_grace
         while not self.closed and self.delivered is not None:
             try:
@@ -228,5 +235,6 @@ class SessionFeed:
 
     def close(self) -> None:
         self.closed = True
-        if self._gap_task is not None:
-            self._gap_task.cancel()
+        for task in (self._gap_task, self._resync_task):
+            if task is not None:
+                task.cancel()

@@ -8,7 +8,9 @@ feed puts it in ``seq`` order and queues the same bytes on every local subscribe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -20,6 +22,8 @@ from parley.hub.connection import Connection
 from parley.hub.events import OutEvent
 from parley.hub.feed import EventsAfter, SessionFeed
 from parley.ids import iso, utcnow
+from parley.presence.base import Change, Member, PresenceStore
+from parley.presence.memory import MemoryPresenceStore
 
 log = structlog.get_logger("parley.hub")
 
@@ -31,6 +35,10 @@ def session_channel(tenant_id: str, session_id: str) -> str:
     return f"parley:{tenant_id}:session:{session_id}"
 
 
+def presence_key(tenant_id: str, session_id: str) -> str:
+    return f"parley:{tenant_id}:presence:{session_id}"
+
+
 class Hub:
     """Implements the session service's ``Publisher`` and serves subscriptions."""
 
@@ -40,10 +48,16 @@ class Hub:
         *,
         events_after: EventsAfter,
         last_seq: LastSeq,
+        presence: PresenceStore | None = None,
         gap_grace: float = 0.1,
         max_replay_buffer: int = 2048,
     ) -> None:
         self.broker = broker
+        self.presence = presence or MemoryPresenceStore()
+        self.node_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._members: dict[Connection, dict[str, tuple[str, Member]]] = {}
+        self._tick: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.connections: set[Connection] = set()
         self._events_after = events_after
         self._last_seq = last_seq
@@ -56,6 +70,16 @@ class Hub:
         # (first and last local subscriber of a session), so one lock is enough.
         self._channel_lock = asyncio.Lock()
         broker.on_resync(self._resync_all)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def start(self) -> None:
+        """Start the presence heartbeat (refresh own members, expire crashed processes')."""
+        self._tick = asyncio.get_running_loop().create_task(self._presence_tick())
 
     def _resync_all(self) -> None:
         """The broker was interrupted: every feed reads what it may have missed from storage."""
@@ -122,7 +146,9 @@ class Hub:
         for feed in feeds:
             feed.remove(conn)
             if not len(feed):
-                asyncio.get_running_loop().create_task(self._release(feed))
+                self._spawn(self._release(feed))
+        for session_id in list(self._members.get(conn, {})):
+            self._spawn(self._leave_presence(conn, session_id))
 
     async def remove_connection(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -132,6 +158,9 @@ class Hub:
         for feed in feeds:
             feed.remove(conn)
             await self._release(feed)
+        for session_id in list(self._members.get(conn, {})):
+            await self._leave_presence(conn, session_id)
+        self._members.pop(conn, None)
 
     def subscribed(self, conn: Connection, session_id: str) -> bool:
         return session_id in self._subscriptions.get(conn, {})
@@ -144,13 +173,14 @@ class Hub:
         tenant_id: str,
         session_id: str,
         since_seq: int | None,
-        on_ready: Callable[[int, int], None],
+        on_ready: Callable[[int, int, list[dict[str, str]]], None],
     ) -> None:
         """Subscribe ``conn``; replay events after ``since_seq`` from storage, then go live.
 
-        ``on_ready(seq, replayed)`` runs after the replay and before the first live event, so
-        the client's ack separates the two. No event is skipped or sent twice: live events that
-        arrive during the replay are held and sent after it, minus those the replay covered.
+        ``on_ready(seq, replayed, present_users)`` runs after the replay and before the first
+        live event, so the client's ack separates the two. No event is skipped or sent twice:
+        live events that arrive during the replay are held and sent after it, minus those the
+        replay covered.
         """
         feed = await self._feed(tenant_id, session_id)
         subs = self._subscriptions.setdefault(conn, {})
@@ -174,7 +204,10 @@ class Hub:
             return
         if feed.closed or not feed.is_subscribed(conn):
             raise NotFound(f"session {session_id!r} was deleted")
-        on_ready(floor, replayed)
+        present = await self._join_presence(conn, tenant_id, session_id)
+        if not conn.is_open or not feed.is_subscribed(conn):
+            return
+        on_ready(floor, replayed, present)
         feed.go_live(sub, floor)
 
     async def _replay(self, conn: Connection, session_id: str, since_seq: int) -> tuple[int, int]:
@@ -196,8 +229,72 @@ class Hub:
             return False
         metrics.SUBSCRIPTIONS.dec()
         feed.remove(conn)
+        await self._leave_presence(conn, session_id)
         await self._release(feed)
         return True
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def _member(self, conn: Connection) -> Member:
+        p = conn.principal
+        assert p is not None
+        return Member(p.user_id, p.name, str(p.kind), f"{self.node_id}:{conn.id}")
+
+    async def _join_presence(
+        self, conn: Connection, tenant_id: str, session_id: str
+    ) -> list[dict[str, str]]:
+        key = presence_key(tenant_id, session_id)
+        member = self._member(conn)
+        try:
+            change = await self.presence.update(key, add=member)
+            present = await self.presence.present(key)
+        except Exception as exc:  # presence is best effort; the subscription still works
+            log.warning("presence unavailable", error=str(exc))
+            return []
+        self._members.setdefault(conn, {})[session_id] = (key, member)
+        await self._announce(tenant_id, session_id, change)
+        return present
+
+    async def _leave_presence(self, conn: Connection, session_id: str) -> None:
+        entry = self._members.get(conn, {}).pop(session_id, None)
+        if entry is None:
+            return
+        key, member = entry
+        p = conn.principal
+        assert p is not None
+        try:
+            change = await self.presence.update(key, remove=member)
+        except Exception as exc:
+            log.warning("presence unavailable", error=str(exc))
+            return
+        await self._announce(p.tenant_id, session_id, change)
+
+    async def _announce(self, tenant_id: str, session_id: str, change: Change) -> None:
+        for user in change.joined:
+            await self.publish_ephemeral(tenant_id, session_id, "presence.joined", user)
+        for user_id in change.left:
+            await self.publish_ephemeral(
+                tenant_id, session_id, "presence.left", {"user_id": user_id}
+            )
+
+    async def present(self, tenant_id: str, session_id: str) -> list[dict[str, str]]:
+        """The users present in a session, on every process."""
+        return await self.presence.present(presence_key(tenant_id, session_id))
+
+    async def _presence_tick(self) -> None:
+        """Refresh this process's members and expire those of processes that stopped."""
+        while True:
+            await asyncio.sleep(self.presence.ttl / 3)
+            try:
+                await self.presence.refresh(
+                    [entry for members in self._members.values() for entry in members.values()]
+                )
+                for feed in list(self._feeds.values()):
+                    key = presence_key(feed.tenant_id, feed.session_id)
+                    change = await self.presence.update(key)
+                    await self._announce(feed.tenant_id, feed.session_id, change)
+            except Exception as exc:
+                log.warning("presence heartbeat failed", error=str(exc))
 
     async def _feed(self, tenant_id: str, session_id: str) -> SessionFeed:
         channel = session_channel(tenant_id, session_id)
@@ -254,12 +351,15 @@ class Hub:
             feed.remove(conn)
             if self._subscriptions.get(conn, {}).pop(feed.session_id, None) is not None:
                 metrics.SUBSCRIPTIONS.dec()
-        asyncio.get_running_loop().create_task(self._release(feed))
+        self._spawn(self._release(feed))
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def shutdown(self, flush_timeout: float) -> None:
         """Close every connection with 1012 after flushing its queue (bounded by the timeout)."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         conns = list(self.connections)
         for conn in conns:
             conn.close(
