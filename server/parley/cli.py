@@ -85,7 +85,15 @@ def main() -> None:
     help="Print a token (user 'admin', tenant 'default') and connection URLs at start-up.",
 )
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start-up.")
-def serve(demo_token: bool, no_migrate: bool, **options: Any) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (needs --broker-url redis://...). [env PARLEY_WORKERS]",
+    envvar="PARLEY_WORKERS",
+)
+def serve(demo_token: bool, no_migrate: bool, workers: int, **options: Any) -> None:
     """Run the server (WebSocket at /ws, REST at /api/v1, /healthz, /readyz, /metrics).
 
     Other limits (frame size, rates, queue length, timeouts) are set by environment:
@@ -93,12 +101,17 @@ def serve(demo_token: bool, no_migrate: bool, **options: Any) -> None:
     PARLEY_SEND_QUEUE_FRAMES, PARLEY_AUTH_TIMEOUT, PARLEY_SHUTDOWN_FLUSH_TIMEOUT, PARLEY_SECRET.
     See docs/configuration.md.
     """
-    from parley.server import run
+    from parley.server import run, run_workers
 
     settings = _settings(**options)
     configure_logging(settings.log_format, settings.log_level)
     if demo_token:
         _print_demo_token(settings)
+    if workers > 1:
+        try:
+            sys.exit(run_workers(settings, workers, migrate=not no_migrate))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     sys.exit(run(settings, migrate=not no_migrate))
 
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.process
+import os
+import signal
 import socket
 from typing import Any
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 
 from parley.app import create_app
 from parley.config import Settings
+from parley.logging import configure_logging
+from parley.storage.migrate import upgrade
+
+log = structlog.get_logger("parley")
 
 
 class ParleyServer(uvicorn.Server):
@@ -56,3 +65,55 @@ def run(settings: Settings, *, migrate: bool = True) -> int:
     server = ParleyServer(uvicorn_config(app, settings), app, settings)
     server.run()
     return 0 if server.started else 1
+
+
+def run_workers(settings: Settings, workers: int, *, migrate: bool = True) -> int:
+    """Serve with ``workers`` processes sharing one listening socket; they must share a broker
+    (``redis://``) to see each other's events. Crashed workers are restarted; SIGTERM/SIGINT
+    drain every worker gracefully (close 1012) before the supervisor exits."""
+    if settings.broker_url.startswith("memory"):
+        raise ValueError(
+            "--workers needs a shared broker: with memory:// each worker would only see its "
+            "own clients. Set --broker-url redis://HOST:6379/0"
+        )
+    if migrate:
+        upgrade(settings.effective_database_url)
+    settings.signing_key  # noqa: B018 - generate the shared secret once, before forking
+    config = uvicorn_config(None, settings)
+    sock = config.bind_socket()
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def spawn(index: int) -> multiprocessing.process.BaseProcess:
+        proc = context.Process(
+            target=_worker, args=(settings, sock), name=f"parley-worker-{index}", daemon=False
+        )
+        proc.start()
+        return proc
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    procs = [spawn(i) for i in range(workers)]
+    log.info("workers started", workers=workers, port=sock.getsockname()[1])
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        for i, proc in enumerate(procs):
+            proc.join(timeout=0.5)
+            if proc.exitcode is not None and not stopping:
+                log.warning("worker exited; restarting", worker=i, code=proc.exitcode)
+                procs[i] = spawn(i)
+        if stopping and all(p.exitcode is not None for p in procs):
+            return 0
+
+
+def _worker(settings: Settings, sock: socket.socket) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings, migrate=False)
+    server = ParleyServer(uvicorn_config(app, settings), app, settings)
+    server.run(sockets=[sock])

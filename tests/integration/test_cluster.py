@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from parley.governance.auth import create_token
 from parley.storage.migrate import upgrade
 from tests.conftest import TEST_SECRET
-from tests.services import HubProcess, RedisServer
+from tests.services import HubProcess, RedisServer, free_port, wait_for_port
 from tests.support import WsClient
 
 
@@ -209,3 +215,84 @@ async def present(hub: HubProcess, sid: str) -> list[str]:
         r = await h.get(f"{hub.base_url}/api/v1/sessions/{sid}/presence")
         assert r.status_code == 200, r.text
         return [u["user_id"] for u in r.json()["items"]]
+
+
+def test_workers_need_a_shared_broker(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parley.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "shared broker" in result.stderr
+
+
+async def test_serve_with_workers_shares_one_port(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**os.environ, "PARLEY_SECRET": TEST_SECRET, "PARLEY_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a long-lived server, not awaited
+        [
+            sys.executable,
+            "-m",
+            "parley.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--broker-url",
+            redis_server.url,
+        ],
+        env=env,
+    )
+    try:
+        await asyncio.to_thread(wait_for_port, port, 60)
+        hub = HubProcess("workers", tmp_path, "", redis_server.url)
+        hub.port = port
+        workers = await asyncio.to_thread(_children, proc.pid, 2)
+        assert len(workers) == 2
+        sid = await new_session(hub)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(client(hub, f"u{i}")) for i in range(6)]
+            for c in clients:
+                await c.subscribe(sid)
+            await clients[0].say(sid, "to every worker")
+            for c in clients:
+                (event,) = texts(await c.events(2))  # u0's join, then the message
+                assert event[1] == "to every worker"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _children(pid: int, count: int) -> list[int]:
+    """The worker processes of ``pid``, once ``count`` of them are running."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        # multiprocessing also starts a resource tracker beside the workers
+        kids = [
+            int(x)
+            for x in out.split()
+            if b"resource_tracker" not in Path(f"/proc/{x}/cmdline").read_bytes()
+        ]
+        if len(kids) >= count:
+            return kids
+        time.sleep(0.1)  # processes are starting; nothing to wait on
+    return []
