@@ -30,7 +30,15 @@ def free_port() -> int:
         return port
 
 
-def start_server(port: int, data_dir: Path, database_url: str | None) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int,
+    data_dir: Path,
+    database_url: str | None,
+    *,
+    broker_url: str | None = None,
+    core: int = 0,
+    migrate: bool = True,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PARLEY_SECRET": "bench-secret-" + "x" * 40,
@@ -41,6 +49,8 @@ def start_server(port: int, data_dir: Path, database_url: str | None) -> subproc
     }
     if database_url:
         env["PARLEY_DATABASE_URL"] = database_url
+    if broker_url:
+        env["PARLEY_BROKER_URL"] = broker_url
     cmd = [
         sys.executable,
         "-m",
@@ -51,8 +61,10 @@ def start_server(port: int, data_dir: Path, database_url: str | None) -> subproc
         "--data-dir",
         str(data_dir),
     ]
+    if not migrate:
+        cmd.append("--no-migrate")
     if shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0", *cmd]
+        cmd = ["taskset", "-c", str(core), *cmd]
     return subprocess.Popen(cmd, env=env)
 
 
@@ -80,32 +92,47 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    ports = [free_port() for _ in range(args.hubs)]
+    base = f"http://127.0.0.1:{ports[0]}"
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, Path(tmp), args.database_url)
+        database_url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        procs = [start_server(ports[0], Path(tmp), database_url, broker_url=args.broker_url)]
         try:
             await wait_ready(base)
+            for i, port in enumerate(ports[1:], start=1):
+                procs.append(
+                    start_server(
+                        port,
+                        Path(tmp),
+                        database_url,
+                        broker_url=args.broker_url,
+                        core=i % 2,
+                        migrate=False,
+                    )
+                )
+                await wait_ready(f"http://127.0.0.1:{port}")
             async with httpx.AsyncClient(
                 headers={"Authorization": f"Bearer {token('owner')}"}
             ) as h:
                 sid = (await h.post(base + "/api/v1/sessions", json={"title": "bench"})).json()[
                     "id"
                 ]
-            await bench(port, sid, args)
+            await bench(ports, sid, args)
         finally:
-            proc.terminate()
-            proc.wait(30)
+            for proc in procs:
+                proc.terminate()
+                proc.wait(30)
 
 
-async def bench(port: int, sid: str, args: argparse.Namespace) -> None:
-    url = f"ws://127.0.0.1:{port}/ws?format=msgpack&token="
+async def bench(ports: list[int], sid: str, args: argparse.Namespace) -> None:
+    urls = [f"ws://127.0.0.1:{port}/ws?format=msgpack&token=" for port in ports]
     total = args.messages
     latencies: list[float] = []
     done = asyncio.Event()
     counts = [0] * args.subscribers
 
     async def subscriber(i: int, ready: asyncio.Event) -> None:
+        url = urls[i % len(urls)]
         async with connect(url + token(f"sub{i}"), max_size=None, compression=None) as ws:
             await ws.recv()
             await ws.send(msgpack.packb({"type": "subscribe", "id": 1, "session": sid}))
@@ -124,6 +151,7 @@ async def bench(port: int, sid: str, args: argparse.Namespace) -> None:
                 done.set()
 
     async def publisher(p: int, n: int) -> None:
+        url = urls[p % len(urls)]
         async with connect(url + token(f"pub{p}"), max_size=None, compression=None) as ws:
             await ws.recv()
             window = asyncio.Semaphore(args.window)
@@ -180,7 +208,9 @@ async def bench(port: int, sid: str, args: argparse.Namespace) -> None:
     delivered = sum(counts)
     print(
         f"subscribers={args.subscribers} publishers={args.publishers} window={args.window} "
-        f"messages={total} store={'postgres' if args.database_url else 'sqlite'}"
+        f"rate={args.rate or 'max'} messages={total} "
+        f"store={'postgres' if args.database_url else 'sqlite'} hubs={len(ports)} "
+        f"broker={'redis' if args.broker_url else 'memory'}"
     )
     print(f"  committed messages/s : {total / elapsed:10.0f}")
     print(f"  delivered frames/s   : {delivered / elapsed:10.0f}")
@@ -199,6 +229,8 @@ def main() -> None:
         "--rate", type=float, default=0.0, help="total sends per second (0: as fast as acks allow)"
     )
     parser.add_argument("--database-url", help="e.g. postgresql+asyncpg://postgres@127.0.0.1/test")
+    parser.add_argument("--hubs", type=int, default=1, help="hub processes (more than 1: Redis)")
+    parser.add_argument("--broker-url", help="e.g. redis://127.0.0.1:6379/0 (needed for --hubs)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
