@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
+JSDEPS := client_js/node_modules/.package-lock.json
 
-.PHONY: serve test lint typecheck pytest install install-dev clean
+.PHONY: serve test lint typecheck pytest install install-dev js-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,13 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
+## The stock Yjs packages (yjs, y-websocket, ws) the end-to-end tests run in Node.
+$(JSDEPS): client_js/package.json client_js/package-lock.json
+	cd client_js && npm ci --no-audit --no-fund
+	touch $@
+
+js-deps: $(JSDEPS)
+
 ## Run the server on the embedded default (SQLite in ./parley-data, in-memory broker).
 serve: $(STAMP)
 	$(BIN)/parley serve --demo-token
@@ -36,7 +44,7 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-pytest: $(DEVSTAMP)
+pytest: $(DEVSTAMP) $(JSDEPS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

@@ -16,19 +16,36 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
-from parley.api import health, messages, participants, sessions
+from parley.api import assistants, documents, health, messages, participants, sessions
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
 from parley.config import Settings
+from parley.crdt.endpoint import YjsEndpoint
+from parley.crdt.manager import DocManager
+from parley.crdt.mux import Mux
+from parley.crdt.mux import attach as attach_mux
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
+from parley.relay import attach as attach_relay
+from parley.relay.publisher import ObservingPublisher
+from parley.relay.service import Relay
+from parley.relay.state import create_stream_store
+from parley.sessions.annotations import AnnotationEvents
 from parley.sessions.service import SessionService
 from parley.storage.database import Database
 from parley.storage.event_log import EventLog
 from parley.storage.migrate import upgrade
 
 log = structlog.get_logger("parley")
+
+
+class _Yjs:
+    """ASGI app for ``/yjs/{session_id}`` that defers to the endpoint built in the lifespan."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint: YjsEndpoint = scope["app"].state.yjs
+        await endpoint(scope, receive, send)
 
 
 class _Socket:
@@ -114,27 +131,54 @@ def create_app(
             presence=presence,
         )
         await hub.start()
-        service = SessionService(db, hub, max_text_chars=settings.max_text_chars)
+        # The service publishes through the relay's observer, which forwards to the hub and
+        # lets assistants answer committed messages (relay/publisher.py says why).
+        publisher = ObservingPublisher(hub)
+        service = SessionService(db, publisher, max_text_chars=settings.max_text_chars)
+        relay = Relay(
+            settings=settings,
+            service=service,
+            events=hub,
+            broker=the_broker,
+            store=create_stream_store(settings.broker_url, ttl=settings.relay_lease_ttl),
+        )
+        await relay.start()
+        publisher.observer = relay.observe
+        attach_relay(hub, relay)  # ask/stop/streams frames reach the relay through the hub
+        app.state.relay = relay
         app.state.settings = settings
         app.state.db = db
         app.state.broker = the_broker
         app.state.hub = hub
         app.state.service = service
         app.state.endpoint = SocketEndpoint(hub, service, settings)
+        docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
+        attach_mux(hub, Mux(docs))  # doc frames on /ws reach the documents through the hub
+        app.state.docs = docs
+        app.state.yjs = YjsEndpoint(docs, service, settings)
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
         finally:
+            await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
+            await docs.stop()  # store every document before the broker and database go
             await presence.stop()
             await the_broker.stop()
             await db.close()
             log.info("parley stopped")
 
-    api_routes = [*sessions.routes, *messages.routes, *participants.routes]
+    api_routes = [
+        *sessions.routes,
+        *messages.routes,
+        *participants.routes,
+        *documents.routes,
+        *assistants.routes,
+    ]
     app = Starlette(
         routes=[
             WebSocketRoute("/ws", _Socket()),
+            WebSocketRoute("/yjs/{session_id}", _Yjs()),
             Mount("/api/v1", routes=api_routes),
             *health.routes,
         ],

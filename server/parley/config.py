@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -63,6 +63,111 @@ class Settings(BaseSettings):
     )
     shutdown_flush_timeout: float = Field(
         5.0, ge=0, description="Seconds to flush send queues on shutdown before closing (1012)."
+    )
+    # Collaborative documents (docs/documents.md).
+    doc_max_update_bytes: int = Field(
+        128 * 1024,
+        ge=1024,
+        description="Largest Yjs update accepted (also bounded by the transport, 4 x frame size).",
+    )
+    doc_max_bytes: int = Field(
+        8 * 1024 * 1024, ge=4096, description="Largest encoded size a session document may reach."
+    )
+    doc_max_awareness_bytes: int = Field(
+        8 * 1024, ge=256, description="Largest awareness (presence) state of one client, as JSON."
+    )
+    doc_compact_updates: int = Field(
+        200, ge=2, description="Stored updates of a document that trigger compaction."
+    )
+    doc_compact_bytes: int = Field(
+        512 * 1024, ge=1024, description="Bytes of stored updates that trigger compaction."
+    )
+    doc_idle_seconds: float = Field(
+        5.0, ge=0, description="Seconds a document stays in memory after its last client left."
+    )
+    doc_awareness_timeout: float = Field(
+        30.0, gt=0, description="Seconds after which a presence entry that was not renewed ends."
+    )
+    doc_resync_interval: float = Field(
+        30.0, gt=0, description="Seconds between state-vector exchanges of processes on a doc."
+    )
+    doc_role_ttl: float = Field(
+        5.0, ge=0, description="Seconds a document client's role is trusted before re-reading."
+    )
+
+    # LLM relay (docs/relay.md). Keys are secrets: never logged, never in safe_summary().
+    relay_openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "relay_openai_api_key", "PARLEY_RELAY_OPENAI_API_KEY", "OPENAI_API_KEY"
+        ),
+        description="Key for the openai and openai_responses providers (or OPENAI_API_KEY).",
+    )
+    relay_openai_base_url: str | None = Field(
+        None, description="Base URL of the OpenAI API. Unset: the SDK's default."
+    )
+    relay_anthropic_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "relay_anthropic_api_key", "PARLEY_RELAY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"
+        ),
+        description="Key for the anthropic provider (or ANTHROPIC_API_KEY).",
+    )
+    relay_anthropic_base_url: str | None = Field(
+        None, description="Base URL of the Anthropic API. Unset: the SDK's default."
+    )
+    relay_compatible_base_url: str = Field(
+        "http://127.0.0.1:11434/v1",
+        description="Base URL of the openai_compatible provider (default: a local Ollama).",
+    )
+    relay_compatible_api_key: SecretStr | None = Field(
+        None, description="Key for the openai_compatible provider, if its server needs one."
+    )
+    relay_credentials_file: Path | None = Field(
+        None, description="JSON file of per-tenant provider keys and base URLs (re-read on change)."
+    )
+    relay_price_file: Path | None = Field(
+        None, description="JSON price table per million tokens (re-read on change)."
+    )
+    relay_coalesce_ms: float = Field(
+        40.0, ge=0, description="Longest wait before buffered tokens go out as one delta event."
+    )
+    relay_coalesce_bytes: int = Field(
+        256, ge=1, description="Buffered bytes that send a delta event at once."
+    )
+    relay_lease_ttl: float = Field(
+        15.0, gt=0, description="Seconds after which a stream of a process that died is reaped."
+    )
+    relay_max_attempts: int = Field(
+        3, ge=1, description="Provider calls per answer (retries happen before the first token)."
+    )
+    relay_retry_base_delay: float = Field(
+        0.5, ge=0, description="First retry delay in seconds; doubles per attempt, jittered."
+    )
+    relay_retry_max_delay: float = Field(10.0, ge=0, description="Longest retry delay in seconds.")
+    relay_connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to connect to a provider."
+    )
+    relay_first_token_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for a provider's first event."
+    )
+    relay_idle_timeout: float = Field(
+        60.0, gt=0, description="Seconds a provider stream may stay silent."
+    )
+    relay_max_duration: float = Field(
+        600.0, gt=0, description="Longest generation in seconds; then it is stopped (length)."
+    )
+    relay_tenant_concurrency: int = Field(
+        8, ge=1, description="Generations one tenant may run at once, across all processes."
+    )
+    relay_queue_limit: int = Field(
+        8, ge=0, description="Prompts that may wait per assistant and session (queue policy)."
+    )
+    relay_context_window: int = Field(
+        8192, ge=512, description="Context window in tokens for models the relay does not know."
+    )
+    relay_max_output_tokens: int = Field(
+        1024, ge=1, description="Answer token limit for assistants that set none."
     )
 
     @field_validator("log_level")

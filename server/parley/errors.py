@@ -38,6 +38,17 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     SESSION_ARCHIVED = "session_archived"
     INTERNAL = "internal"
+    # Collaborative documents (crdt/): a y-protocol message or Yjs update that cannot be read,
+    # an update over the size limit, an update that would grow the document past its limit,
+    # and a document that could not be loaded from storage (try again later).
+    BAD_DOC_MESSAGE = "bad_doc_message"
+    UPDATE_TOO_LARGE = "update_too_large"
+    DOCUMENT_TOO_LARGE = "document_too_large"
+    DOCUMENT_UNAVAILABLE = "document_unavailable"
+    # LLM relay (relay/): the assistant is already answering and its busy policy refuses the
+    # prompt (or its queue is full); the tenant runs as many generations as it may at once.
+    ASSISTANT_BUSY = "assistant_busy"
+    GENERATION_LIMIT = "generation_limit"
 
 
 class CloseCode(IntEnum):
@@ -52,6 +63,10 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4008  # the send queue overflowed: reconnect and resume by seq
     SESSION_GONE = 4004  # reserved: the session was deleted while subscribed
     TOO_MANY_ERRORS = 4029  # the client kept sending bad frames or exceeding the rate
+    # The /yjs endpoint. y-websocket (v3) stops reconnecting on 4400-4499 and retries on others.
+    DOC_UNAUTHENTICATED = 4401  # bad or expired token: get a new one
+    DOC_NOT_FOUND = 4404  # no such session in the caller's tenant (or it was deleted)
+    DOC_UNAVAILABLE = 4503  # the document could not be loaded from storage: retry later
 
 
 class ParleyError(Exception):

@@ -38,3 +38,28 @@ HTTP_REQUESTS = Counter(
     "REST requests, by method, route and status.",
     ["method", "route", "status"],
 )
+
+# LLM relay (relay/).
+RELAY_GENERATIONS = Counter(
+    "parley_relay_generations_total",
+    "Generations finished (stored), by provider and finish reason.",
+    ["provider", "finish_reason"],
+)
+RELAY_ACTIVE = Gauge("parley_relay_active_generations", "Generations running on this process.")
+RELAY_TOKENS = Counter(
+    "parley_relay_tokens_total",
+    "Tokens of finished generations (reported or estimated), by provider and direction.",
+    ["provider", "direction"],
+)
+RELAY_FIRST_TOKEN = Histogram(
+    "parley_relay_first_token_seconds",
+    "From the start of a generation to its first token.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0),
+)
+RELAY_RETRIES = Counter(
+    "parley_relay_retries_total", "Provider calls retried before the first token.", ["kind"]
+)
+RELAY_DELTAS = Counter("parley_relay_delta_events_total", "Coalesced delta events published.")
+RELAY_REAPED = Counter(
+    "parley_relay_reaped_total", "Streams of processes that died, stored as interrupted."
+)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from parley.errors import ErrorCode, InvalidRequest, ParleyError
+import structlog
+
+from parley.crdt.mux import mux_of
+from parley.errors import ErrorCode, InvalidRequest, ParleyError, ProtocolError
 from parley.governance.auth import Principal
 from parley.hub.connection import Connection
 from parley.hub.hub import Hub
 from parley.ids import iso, utcnow
 from parley.protocol import frames as f
 from parley.protocol.server_frames import ack, pong
+from parley.relay import maybe_relay_of, relay_of
 from parley.sessions.service import SessionService
 
 Handler = Callable[["CommandContext", Any], Awaitable[None]]
+log = structlog.get_logger("parley.hub")
 
 
 class CommandContext:
@@ -37,7 +44,10 @@ async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
             details={"last_seq": last},
         )
 
+    acked: list[int] = []
+
     def ready(seq: int, replayed: int, present: list[dict[str, str]]) -> None:
+        acked.append(seq)
         ctx.conn.send_frame(
             ack(frame.id, session=frame.session, seq=seq, replayed=replayed, presence=present)
         )
@@ -45,6 +55,8 @@ async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
     await ctx.hub.subscribe(
         ctx.conn, ctx.principal.tenant_id, frame.session, frame.since_seq, ready
     )
+    if acked:
+        await _stream_snapshot(ctx, frame.session, acked[0])
 
 
 async def _unsubscribe(ctx: CommandContext, frame: f.Unsubscribe) -> None:
@@ -112,6 +124,89 @@ async def _ping(ctx: CommandContext, frame: f.Ping) -> None:
     ctx.conn.send_frame(pong(frame.id, iso(utcnow()) or ""))
 
 
+# -- collaborative documents (crdt/mux.py, docs/documents.md) ------------------------------------
+
+
+async def _doc_join(ctx: CommandContext, frame: f.DocJoin) -> None:
+    def joined(access: Any) -> None:
+        ctx.conn.send_frame(ack(frame.id, session=frame.session, role=str(access.role)))
+
+    await mux_of(ctx.hub).join(ctx.conn, ctx.principal, frame.session, joined)
+
+
+async def _doc(ctx: CommandContext, frame: f.Doc) -> None:
+    data = frame.data
+    if isinstance(data, str):
+        try:
+            data = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(
+                "data must be base64 (JSON) or bytes (msgpack)",
+                details=[{"field": "data", "problem": "not valid base64"}],
+            ) from None
+    await mux_of(ctx.hub).receive(ctx.conn, frame.session, data)
+    if frame.id is not None:
+        ctx.conn.send_frame(ack(frame.id, session=frame.session))
+
+
+async def _doc_leave(ctx: CommandContext, frame: f.DocLeave) -> None:
+    if not mux_of(ctx.hub).leave(ctx.conn, frame.session):
+        raise ParleyError(
+            "this connection has not joined the document", code=ErrorCode.NOT_SUBSCRIBED
+        )
+    ctx.conn.send_frame(ack(frame.id, session=frame.session))
+
+
+# -- the LLM relay (relay/, docs/relay.md) ---------------------------------------------------
+
+
+async def _stream_snapshot(ctx: CommandContext, session_id: str, seq: int) -> None:
+    """After a subscribe ack: the text so far of the session's running generations, read
+    after the subscription went live, so the deltas that follow continue it (the client drops
+    deltas that end at or before a snapshot's length). Sent only when something is running."""
+    relay = maybe_relay_of(ctx.hub)
+    if relay is None or not ctx.hub.subscribed(ctx.conn, session_id):
+        return
+    try:
+        frame = await relay.snapshot(ctx.principal.tenant_id, session_id, seq)
+    except Exception as exc:  # the subscription stands; the client can ask with `streams`
+        log.warning("stream snapshot failed", session=session_id, error=str(exc))
+        return
+    if frame["data"]["streams"]:
+        ctx.conn.send_frame(frame)
+
+
+async def _ask(ctx: CommandContext, frame: f.Ask) -> None:
+    answer = await relay_of(ctx.hub).ask(
+        ctx.principal,
+        frame.session,
+        frame.assistant,
+        text=frame.text,
+        message_id=frame.message_id,
+        parent_id=frame.parent_id,
+        client_id=frame.client_id,
+    )
+    ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
+
+
+async def _stop(ctx: CommandContext, frame: f.Stop) -> None:
+    answer = await relay_of(ctx.hub).stop_stream(ctx.principal, frame.session, frame.stream_id)
+    ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
+
+
+async def _streams(ctx: CommandContext, frame: f.Streams) -> None:
+    if not ctx.hub.subscribed(ctx.conn, frame.session):
+        raise ParleyError(
+            "subscribe to the session before asking for its streams",
+            code=ErrorCode.NOT_SUBSCRIBED,
+        )
+    snapshot = await relay_of(ctx.hub).snapshot(ctx.principal.tenant_id, frame.session)
+    ctx.conn.send_frame(snapshot)
+    ctx.conn.send_frame(
+        ack(frame.id, session=frame.session, streams=len(snapshot["data"]["streams"]))
+    )
+
+
 HANDLERS: dict[type[Any], Handler] = {
     f.Subscribe: _subscribe,
     f.Unsubscribe: _unsubscribe,
@@ -120,4 +215,10 @@ HANDLERS: dict[type[Any], Handler] = {
     f.Delete: _delete,
     f.Typing: _typing,
     f.Ping: _ping,
+    f.DocJoin: _doc_join,
+    f.Doc: _doc,
+    f.DocLeave: _doc_leave,
+    f.Ask: _ask,
+    f.Stop: _stop,
+    f.Streams: _streams,
 }

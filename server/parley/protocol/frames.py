@@ -91,11 +91,73 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
+# Collaborative documents multiplexed on this socket (docs/documents.md): ``data`` is one
+# y-protocol message, bytes in msgpack, base64 text in JSON.
+DocData = bytes | Annotated[str, StringConstraints(min_length=1)]
+
+
+class DocJoin(_Frame):
+    type: Literal["doc_join"]
+    session: SessionId
+
+
+class DocLeave(_Frame):
+    type: Literal["doc_leave"]
+    session: SessionId
+
+
+class Doc(_Frame):
+    type: Literal["doc"]
+    session: SessionId
+    data: DocData
+
+
+# The LLM relay (docs/relay.md): ask an assistant, stop a generation, get the text so far of
+# a session's running generations (a ``stream.snapshot`` event, then the ack).
+StreamId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Ask(_Frame):
+    type: Literal["ask"]
+    session: SessionId
+    assistant: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    text: str | None = None  # posted as the caller's prompt; or answer message_id
+    message_id: MessageId | None = None
+    parent_id: MessageId | None = None  # of the posted prompt
+    client_id: ClientId | None = None  # of the posted prompt (idempotent asks)
+
+
+class Stop(_Frame):
+    type: Literal["stop"]
+    session: SessionId
+    stream_id: StreamId
+
+
+class Streams(_Frame):
+    type: Literal["streams"]
+    session: SessionId
+
+
 ClientFrame = Annotated[
-    Hello | Subscribe | Unsubscribe | Send | Edit | Delete | Typing | Ping,
+    Hello
+    | Subscribe
+    | Unsubscribe
+    | Send
+    | Edit
+    | Delete
+    | Typing
+    | Ping
+    | DocJoin
+    | DocLeave
+    | Doc
+    | Ask
+    | Stop
+    | Streams,
     Field(discriminator="type"),
 ]
 
 CLIENT_FRAME_TYPES = frozenset(
     {"hello", "subscribe", "unsubscribe", "send", "edit", "delete", "typing", "ping"}
+    | {"doc_join", "doc_leave", "doc"}
+    | {"ask", "stop", "streams"}
 )

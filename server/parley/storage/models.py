@@ -11,6 +11,8 @@ from sqlalchemy import (
     DateTime,
     ForeignKeyConstraint,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -145,3 +147,71 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+# -- collaborative documents (crdt/) ----------------------------------------------------------
+# A session's Yjs document is stored as one snapshot (the compacted state) plus an append-only
+# log of updates. Loading applies both; compaction merges the log into the snapshot. Nothing
+# ever replaces stored state with in-memory state, so storage can only grow in content.
+
+AutoId = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class DocSnapshot(Base):
+    """The compacted state of a session document (a Yjs update encoding the whole document)."""
+
+    __tablename__ = "doc_snapshots"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    # Bumped by every compaction; a compaction writes only over the version it read.
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class DocUpdate(Base):
+    """One stored batch of Yjs updates of a session document, not yet compacted."""
+
+    __tablename__ = "doc_updates"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "session_id", "id"),
+    )
+
+
+# -- LLM relay (relay/) -----------------------------------------------------------------------
+# An assistant is an LLM participant of one session. It writes as its own user (kind
+# "assistant", id ``user_id``), so its answers are ordinary messages with ordinary seqs.
+
+
+class Assistant(Base):
+    """An assistant of a session: which provider and model, how it is prompted and triggered."""
+
+    __tablename__ = "assistants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))  # unique per session, ignoring case
+    user_id: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    system_prompt: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(Json)
+    trigger: Mapped[str] = mapped_column(String(16))  # mention | message | manual
+    busy_policy: Mapped[str] = mapped_column(String(16))  # queue | interrupt | reject
+    context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        UniqueConstraint("session_id", "name"),
+        Index(None, "tenant_id", "session_id"),
+    )

@@ -1,0 +1,386 @@
+"""One session document on one process: the Yjs doc, its presence table and its local clients.
+
+The room is the sync logic of y-websocket, with permissions, limits and presence ownership, and
+nothing else: it never awaits. Messages for its own clients go to :meth:`Peer.send`, which only
+queues; what must leave the process (updates to store and to publish, presence to publish,
+annotation events) is returned as :class:`Effects` for the manager to carry out.
+
+Refusals raise :class:`~parley.errors.ParleyError`; the transport turns them into an ``error``
+frame (``/ws``) or a y-protocol "permission denied" message (``/yjs``). A refused update is
+never applied, stored or relayed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from pycrdt import Doc, Map, TransactionEvent
+
+from parley.crdt import schema
+from parley.crdt import yprotocol as y
+from parley.crdt.awareness import LOCAL, AwarenessTable
+from parley.crdt.guard import check_write
+from parley.crdt.schema import ANNOTATIONS, Scope
+from parley.crdt.updates import (
+    EMPTY_UPDATE,
+    decode_state_vector,
+    has_structs,
+    inspect_update,
+    novel_part,
+)
+from parley.errors import (
+    Conflict,
+    ErrorCode,
+    Forbidden,
+    InvalidRequest,
+    ParleyError,
+    ProtocolError,
+)
+from parley.governance.auth import Principal
+from parley.sessions.rules import Role
+
+
+@dataclass(slots=True)
+class Access:
+    """What a client may do in the document, as last read from storage."""
+
+    role: Role
+    archived: bool
+    checked_at: float = 0.0
+
+    @property
+    def scope(self) -> Scope:
+        return schema.scope_for(self.role, archived=self.archived)
+
+
+class Peer(Protocol):
+    """A client of a room, on ``/yjs`` or multiplexed on ``/ws``."""
+
+    key: str  # unique on this process
+    principal: Principal
+    access: Access
+
+    def send(self, message: bytes) -> None:
+        """Queue one y-protocol message for the client; never blocks."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_update_bytes: int = 128 * 1024
+    max_doc_bytes: int = 8 * 1024 * 1024
+    max_awareness_bytes: int = 8 * 1024
+
+
+@dataclass(slots=True)
+class Effects:
+    """What the manager must do after a message: store and publish ``update``, publish
+    ``awareness`` (client id -> state or None), record annotation ``events``."""
+
+    update: bytes | None = None
+    awareness: list[tuple[int, str | None]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.update is not None or bool(self.awareness) or bool(self.events)
+
+
+@dataclass(slots=True)
+class _PeerState:
+    client_id: int | None = None  # the awareness client id this connection speaks for
+
+
+def bad_message(detail: str) -> ProtocolError:
+    return ProtocolError(detail, code=ErrorCode.BAD_DOC_MESSAGE)
+
+
+class Room:
+    """The document of one session on this process, and its local clients."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        session_id: str,
+        limits: Limits,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self.limits = limits
+        self.doc: Doc[Any] = Doc()
+        self.roots = schema.define_roots(self.doc)
+        self.awareness = AwarenessTable()
+        self.peers: dict[Peer, _PeerState] = {}
+        self.size_estimate = 0  # an upper bound of the encoded document size
+        self._clock = clock
+        self._changed = False
+        self._touched: set[str] = set()
+        self._announced: dict[str, tuple[bool, bool]] = {}
+        self.doc.observe(self._on_transaction)
+        self.roots[ANNOTATIONS].observe_deep(self._on_annotations)
+
+    # -- observers (they run inside apply_update) -------------------------------------------
+
+    def _on_transaction(self, _event: TransactionEvent) -> None:
+        self._changed = True
+
+    def _on_annotations(self, events: list[Any]) -> None:
+        for event in events:
+            if event.path:
+                self._touched.add(str(event.path[0]))
+            else:
+                self._touched.update(str(k) for k in event.keys)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load(self, state: bytes) -> None:
+        """Apply the stored state before anyone joins (raises ValueError if it is corrupt)."""
+        if state and state != EMPTY_UPDATE:
+            self.doc.apply_update(state)
+        self.size_estimate = len(state)
+        self._touched.clear()
+        for view in schema.annotations_view(self.doc):
+            self._announced[view["id"]] = schema.annotation_status(view)
+
+    def encode_state(self) -> bytes:
+        return self.doc.get_update()
+
+    def state_vector(self) -> bytes:
+        return self.doc.get_state()
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        """Start syncing ``peer``: our state vector, then everyone present (late joiners see the
+        others at once)."""
+        self.peers[peer] = _PeerState()
+        peer.send(y.sync_step1(self.doc.get_state()))
+        present = self.awareness.snapshot()
+        if present:
+            peer.send(y.awareness_message(y.encode_awareness(present)))
+
+    def leave(self, peer: Peer) -> Effects:
+        """``peer`` is gone: its presence ends for everyone at once."""
+        effects = Effects()
+        if self.peers.pop(peer, None) is None:
+            return effects
+        ended = self.awareness.remove_owner(LOCAL + peer.key, self._clock())
+        if ended:
+            self._broadcast(y.awareness_message(y.encode_awareness(ended)))
+            effects.awareness = [(e.client_id, None) for e in ended]
+        return effects
+
+    def receive(self, peer: Peer, data: bytes) -> Effects:
+        """Handle one y-protocol message from a local client."""
+        if peer not in self.peers:
+            raise ParleyError("not joined to this document", code=ErrorCode.NOT_SUBSCRIBED)
+        try:
+            message = y.parse_message(data)
+        except y.YProtocolError as exc:
+            raise bad_message(f"not a y-protocol message: {exc}") from None
+        effects = Effects()
+        if isinstance(message, y.SyncStep1):
+            try:
+                missing = self.doc.get_update(message.state_vector)
+            except ValueError:
+                raise bad_message("sync step 1 carries an invalid state vector") from None
+            peer.send(y.sync_step2(missing))
+        elif isinstance(message, y.SyncStep2 | y.SyncUpdate):
+            self._write(peer, message.update, effects)
+        elif isinstance(message, y.AwarenessMessage):
+            self._presence(peer, message.update, effects)
+        elif isinstance(message, y.QueryAwareness):
+            peer.send(y.awareness_message(y.encode_awareness(self.awareness.snapshot())))
+        # Auth messages from clients mean nothing to the server.
+        return effects
+
+    # -- document updates -------------------------------------------------------------------
+
+    def _write(self, peer: Peer, update: bytes, effects: Effects) -> None:
+        if len(update) > self.limits.max_update_bytes:
+            raise ProtocolError(
+                f"the update is {len(update)} bytes; the limit is {self.limits.max_update_bytes}",
+                code=ErrorCode.UPDATE_TOO_LARGE,
+            )
+        if update == EMPTY_UPDATE:
+            return
+        state_vector = self.doc.get_state()
+        try:
+            novel = novel_part(update, state_vector)
+            structs = has_structs(novel)
+            info = inspect_update(novel) if structs else None
+        except y.YProtocolError as exc:
+            raise bad_message(str(exc)) from None
+        if info is not None:
+            unknown = sorted(info.roots - schema.ROOTS.keys())
+            if unknown:
+                raise Forbidden(
+                    f"the document has no root type {unknown[0]!r}",
+                    details={"roots": sorted(schema.ROOTS)},
+                )
+            if info.depends_on_missing(decode_state_vector(state_vector)):
+                # A client's own connection delivers everything it built on, so this means an
+                # earlier change of this client was refused (Yjs numbers a client's changes
+                # consecutively): nothing it writes can be integrated until it reloads.
+                raise Conflict(
+                    "the update builds on changes the server refused or does not have; "
+                    "reload the document to write again"
+                )
+        access = peer.access
+        if access.scope is not Scope.EVERYTHING:
+            try:
+                if not check_write(self.doc, novel, access.scope, peer.principal.user_id):
+                    return
+            except Forbidden:
+                if access.archived:
+                    raise Conflict(
+                        "the session is archived", code=ErrorCode.SESSION_ARCHIVED
+                    ) from None
+                raise
+        elif novel == EMPTY_UPDATE:
+            return
+        self._check_size(len(novel))
+        if not self._apply(novel) and not structs:
+            return
+        self.size_estimate += len(novel)
+        self._broadcast(y.sync_update(novel), exclude=peer)
+        effects.update = novel
+        effects.events = self._annotation_changes(announce=True)
+
+    def _check_size(self, incoming: int) -> None:
+        limit = self.limits.max_doc_bytes
+        if self.size_estimate + incoming <= limit:
+            return
+        # The estimate only grows; measure for real before refusing.
+        self.size_estimate = len(self.doc.get_update())
+        if self.size_estimate + incoming > limit:
+            raise InvalidRequest(
+                f"the document would exceed its limit of {limit} bytes "
+                f"(it is {self.size_estimate} bytes)",
+                code=ErrorCode.DOCUMENT_TOO_LARGE,
+            )
+
+    def _apply(self, update: bytes) -> bool:
+        """Apply; True when the document changed (structs left pending do not count)."""
+        self._changed = False
+        try:
+            self.doc.apply_update(update)
+        except ValueError as exc:
+            raise bad_message(f"the update cannot be applied: {exc}") from None
+        return self._changed
+
+    def apply_remote(self, update: bytes) -> bool:
+        """An update another process accepted: apply and relay it to our clients."""
+        try:
+            novel = novel_part(update, self.doc.get_state())
+        except y.YProtocolError:
+            return False
+        if novel == EMPTY_UPDATE:
+            return False
+        changed = self._apply(novel) or has_structs(novel)
+        self._annotation_changes(announce=False)
+        if changed:
+            self.size_estimate += len(novel)
+            self._broadcast(y.sync_update(novel))
+        return changed
+
+    def _annotation_changes(self, *, announce: bool) -> list[tuple[str, dict[str, Any]]]:
+        """Annotations that became complete or resolved in the last apply. Only the process
+        whose client made the change announces it (``announce``), so each is recorded once."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        if not self._touched:
+            return events
+        root: Map[Any] = self.roots[ANNOTATIONS]
+        for key in sorted(self._touched):
+            view = schema.annotation_view(key, root.get(key)) if key in root else None
+            created, resolved = schema.annotation_status(view)
+            was_created, was_resolved = self._announced.get(key, (False, False))
+            self._announced[key] = (created or was_created, resolved)
+            if not announce or view is None:
+                continue
+            if created and not was_created:
+                events.append(("annotation.created", {"annotation": view}))
+            if created and resolved and not was_resolved:
+                events.append(("annotation.resolved", {"annotation": view}))
+        self._touched.clear()
+        return events
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def _presence(self, peer: Peer, update: bytes, effects: Effects) -> None:
+        try:
+            entries = y.decode_awareness(update)
+        except y.YProtocolError as exc:
+            raise bad_message(f"not an awareness update: {exc}") from None
+        state = self.peers[peer]
+        if state.client_id is None:
+            # A connection speaks for one client: the one in its first single-entry message.
+            # Stock clients re-send others' entries they hear about; those are dropped.
+            if len(entries) != 1:
+                return
+            state.client_id = entries[0].client_id
+        now = self._clock()
+        relayed: list[y.AwarenessEntry] = []
+        echoed: list[y.AwarenessEntry] = []
+        for entry in entries:
+            if entry.client_id != state.client_id:
+                continue
+            stamped = None
+            if entry.state is not None:
+                if len(entry.state) > self.limits.max_awareness_bytes:
+                    raise ProtocolError(
+                        f"the awareness state is {len(entry.state)} bytes; "
+                        f"the limit is {self.limits.max_awareness_bytes}",
+                        code=ErrorCode.UPDATE_TOO_LARGE,
+                    )
+                try:
+                    stamped = schema.stamp_awareness(entry.state, peer.principal)
+                except (ValueError, orjson.JSONDecodeError):
+                    raise bad_message("an awareness state must be a JSON object") from None
+            out = self.awareness.set_local(entry.client_id, stamped, LOCAL + peer.key, now)
+            if out is not None:
+                relayed.append(out)
+                # The sender gets its own clock back: it ignores the echo, which still tells
+                # y-websocket's watchdog that the connection is alive.
+                echoed.append(y.AwarenessEntry(entry.client_id, entry.clock, stamped))
+        if relayed:
+            self._broadcast(y.awareness_message(y.encode_awareness(relayed)), exclude=peer)
+            peer.send(y.awareness_message(y.encode_awareness(echoed)))
+            effects.awareness = [(e.client_id, e.state) for e in relayed]
+
+    def apply_remote_awareness(self, entries: list[tuple[int, str | None]], origin: str) -> None:
+        """Presence relayed by another process (``origin``)."""
+        now = self._clock()
+        relayed = [
+            out
+            for cid, state in entries
+            if (out := self.awareness.set_remote(cid, state, origin, now)) is not None
+        ]
+        if relayed:
+            self._broadcast(y.awareness_message(y.encode_awareness(relayed)))
+
+    def end_presence_of(self, origin: str) -> None:
+        """Every entry relayed by ``origin`` ends (that process said it is leaving)."""
+        ended = self.awareness.remove_owner(origin, self._clock())
+        if ended:
+            self._broadcast(y.awareness_message(y.encode_awareness(ended)))
+
+    def expire(self, timeout: float) -> Effects:
+        """End presence not renewed within ``timeout`` seconds (a crashed process's clients)."""
+        effects = Effects()
+        ended = self.awareness.expire(self._clock(), timeout)
+        if ended:
+            self._broadcast(y.awareness_message(y.encode_awareness(ended)))
+            effects.awareness = [(e.client_id, None) for e in ended]
+        return effects
+
+    # -- fan-out ----------------------------------------------------------------------------
+
+    def _broadcast(self, message: bytes, *, exclude: Peer | None = None) -> None:
+        for peer in self.peers:
+            if peer is not exclude:
+                peer.send(message)
