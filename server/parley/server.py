@@ -49,7 +49,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         ws="websockets-sansio",
         # Frames above the protocol limit are answered with an error; only frames far above it
         # are cut off by the transport (close 1009) so a hostile client cannot exhaust memory.
-        ws_max_size=settings.max_frame_bytes * 4,
+        # /yjs shares the transport: never cut off a document update the settings allow.
+        ws_max_size=max(settings.max_frame_bytes * 4, settings.doc_max_update_bytes + 64 * 1024),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         lifespan="on",
