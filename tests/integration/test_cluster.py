@@ -296,3 +296,41 @@ def _children(pid: int, count: int) -> list[int]:
             return kids
         time.sleep(0.1)  # processes are starting; nothing to wait on
     return []
+
+
+async def test_documents_converge_across_processes_on_redis(hubs: list[HubProcess]) -> None:
+    """Issue 4 on the real scale-out path: two Yjs clients on two hub processes, one Redis."""
+    from tests.ysupport import yjs_client
+
+    class Target:  # what yjs_client needs of a server: a port and tokens
+        def __init__(self, hub: HubProcess) -> None:
+            self.port = hub.port
+
+        def token(self, user: str) -> str:
+            return token(user)
+
+    sid = await new_session(hubs[0])
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token('owner')}"}) as h:
+        for user in ("alice", "bob"):
+            async with client(hubs[0], user):
+                pass  # a user exists once their token was used
+            r = await h.post(
+                f"{hubs[0].base_url}/api/v1/sessions/{sid}/participants",
+                json={"user_id": user, "role": "editor"},
+            )
+            assert r.status_code == 201, r.text
+    one, two = Target(hubs[0]), Target(hubs[1])
+    async with (
+        yjs_client(one, sid, "alice", presence={"viewing": "m1"}) as a,  # type: ignore[arg-type]
+        yjs_client(two, sid, "bob", presence={"viewing": "m2"}) as b,  # type: ignore[arg-type]
+    ):
+        await a.wait(lambda: "bob" in a.others_by_user())
+        await b.wait(lambda: "alice" in b.others_by_user())
+        a.notes.insert(0, "Hello")
+        b.notes.insert(0, "World")
+        await a.wait(lambda: len(str(a.notes)) == 10)
+        await b.wait(lambda: str(b.notes) == str(a.notes))
+        final = str(a.notes)
+    # a third process, started cold, serves the stored document
+    async with yjs_client(Target(hubs[2]), sid, "alice") as c:  # type: ignore[arg-type]
+        assert str(c.notes) == final
