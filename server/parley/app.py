@@ -128,6 +128,7 @@ def create_app(
             the_broker,
             events_after=event_log.events_after,
             last_seq=event_log.last_seq,
+            last_seqs=event_log.last_seqs,
             presence=presence,
         )
         await hub.start()

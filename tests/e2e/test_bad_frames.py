@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from parley.config import Settings
 from parley.governance.auth import create_token
 from parley.protocol.frames import CLIENT_FRAME_TYPES
+from parley.server import uvicorn_config
 from tests.support import DEFAULT_TIMEOUT, RunningServer, WsClient, start_server
 
 Frame = dict[str, Any]
@@ -492,10 +493,11 @@ async def test_frame_above_the_transport_limit_closes_only_that_connection(
         ):
             await mal.subscribe(w.sid)
             await mal_other_tab.subscribe(w.sid)
+            transport_limit = uvicorn_config(None, server.settings).ws_max_size
+            assert transport_limit >= 4 * 4096
             huge = orjson.dumps(
-                {"id": "huge", "type": "send", "session": w.sid, "text": "h" * (5 * 4096)}
+                {"id": "huge", "type": "send", "session": w.sid, "text": "h" * transport_limit}
             ).decode()
-            assert len(huge.encode()) > 4 * 4096
             await mal.send_raw(huge)
             code, frames = await read_until_closed(mal)
             assert code == 1009

@@ -28,6 +28,7 @@ from parley.presence.memory import MemoryPresenceStore
 log = structlog.get_logger("parley.hub")
 
 LastSeq = Callable[[str], Awaitable[int]]
+LastSeqs = Callable[[list[str]], Awaitable[dict[str, int]]]
 REPLAY_PAGE = 500
 
 
@@ -48,6 +49,7 @@ class Hub:
         *,
         events_after: EventsAfter,
         last_seq: LastSeq,
+        last_seqs: LastSeqs | None = None,
         presence: PresenceStore | None = None,
         gap_grace: float = 0.1,
         max_replay_buffer: int = 2048,
@@ -61,6 +63,7 @@ class Hub:
         self.connections: set[Connection] = set()
         self._events_after = events_after
         self._last_seq = last_seq
+        self._last_seqs = last_seqs
         self._gap_grace = gap_grace
         self._max_replay_buffer = max_replay_buffer
         self._feeds: dict[str, SessionFeed] = {}
@@ -277,14 +280,42 @@ class Hub:
                 tenant_id, session_id, "presence.left", {"user_id": user_id}
             )
 
+    async def _audit_feeds(self) -> None:
+        """Catch up feeds that are behind storage. Gaps are normally noticed when a later event
+        arrives, or announced by the broker after an outage; but when a process dies between a
+        commit and its publish, the newest events of a session are simply never published,
+        and nothing later may come. One query per heartbeat finds those feeds."""
+        if self._last_seqs is None or not self._feeds:
+            return
+        feeds = list(self._feeds.values())
+        try:
+            stored = await self._last_seqs([f.session_id for f in feeds])
+        except Exception as exc:
+            log.warning("feed audit failed", error=str(exc))
+            return
+        behind = [
+            f
+            for f in feeds
+            if f.delivered is not None
+            and stored.get(f.session_id, 0) > f.delivered
+            and not f.pending
+        ]
+        for feed in behind:
+            feed.resync()
+        if behind:
+            metrics.RESYNCS.inc(len(behind))
+            log.info("feeds behind storage caught up", feeds=len(behind))
+
     async def present(self, tenant_id: str, session_id: str) -> list[dict[str, str]]:
         """The users present in a session, on every process."""
         return await self.presence.present(presence_key(tenant_id, session_id))
 
     async def _presence_tick(self) -> None:
-        """Refresh this process's members and expire those of processes that stopped."""
+        """Refresh this process's members and expire those of processes that stopped; check
+        that no feed is behind storage."""
         while True:
             await asyncio.sleep(self.presence.ttl / 3)
+            await self._audit_feeds()
             try:
                 await self.presence.refresh(
                     [entry for members in self._members.values() for entry in members.values()]

@@ -35,6 +35,19 @@ class EventLog:
 
         return await self.db.read(read)
 
+    async def last_seqs(self, session_ids: list[str]) -> dict[str, int]:
+        """The newest committed ``seq`` of each of these sessions, in one query."""
+        if not session_ids:
+            return {}
+
+        def read(s: Session) -> dict[str, int]:
+            rows = s.execute(
+                select(m.Session.id, m.Session.last_seq).where(m.Session.id.in_(session_ids))
+            )
+            return {sid: int(seq) for sid, seq in rows}
+
+        return await self.db.read(read)
+
     async def last_seq(self, session_id: str) -> int:
         """The newest committed ``seq`` of a session (0 when it does not exist)."""
 
