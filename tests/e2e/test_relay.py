@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from parley.config import Settings
 from parley.relay.state import BusyPolicy, StreamInfo
+from tests.conftest import TEST_SECRET
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.relay_client import Watcher, add_assistant, answer_of, ask
 from tests.support import RunningServer, start_server
@@ -23,10 +25,43 @@ KINDS = ["openai", "openai_responses", "anthropic", "openai_compatible"]
 WORDS = [f"w{i} " for i in range(40)]
 
 
-@pytest.fixture
-async def llm() -> AsyncIterator[FakeLLM]:
+# One fake provider and one server for the module's tests (each test has its own session);
+# tests that need other settings start their own server. Starting and stopping both for every
+# test would double this file's run time.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def shared_llm() -> AsyncIterator[FakeLLM]:
     async with FakeLLM() as fake:
         yield fake
+
+
+@pytest.fixture
+def llm(shared_llm: FakeLLM) -> FakeLLM:
+    shared_llm.replies.clear()
+    shared_llm.requests.clear()
+    return shared_llm
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    """Like the shared ``settings_factory``, for module-scoped servers."""
+
+    def make(**overrides: object) -> Settings:
+        tmp = tmp_path_factory.mktemp("relay")
+        values: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "data_dir": tmp / "data",
+            "database_url": f"sqlite+aiosqlite:///{tmp / 'parley.db'}",
+            "secret": TEST_SECRET,
+            "log_level": "warning",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
 
 
 def relay_settings(llm: FakeLLM, factory: Callable[..., Settings], **kw: Any) -> Settings:
@@ -46,14 +81,12 @@ def relay_settings(llm: FakeLLM, factory: Callable[..., Settings], **kw: Any) ->
     return factory(**values)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def server(
-    llm: FakeLLM, sqlite_url: str, settings_factory: Callable[..., Settings]
+    shared_llm: FakeLLM, module_settings: Callable[..., Settings]
 ) -> AsyncIterator[RunningServer]:
     """Shadows the shared fixture: SQLite, with the relay pointed at the fake provider."""
-    async with start_server(
-        relay_settings(llm, settings_factory, database_url=sqlite_url)
-    ) as running:
+    async with start_server(relay_settings(shared_llm, module_settings)) as running:
         yield running
 
 
@@ -112,7 +145,8 @@ async def test_three_watchers_see_the_providers_text_and_the_answer_is_stored(
     (request,) = llm.requests
     body = json.dumps(request.body)
     assert "alice: what is up?" in body, "participants' turns carry their names"
-    assert "Be brief." in body and "You are helper" in body, "the system prompt is sent"
+    assert "Be brief." in body, "the assistant's system prompt is sent"
+    assert "You are helper" in body, "with who it is in the conversation"
     assert "0.5" in body, "the assistant's parameters are sent"
     key = {"anthropic": ANTHROPIC_KEY, "openai_compatible": COMPAT_KEY}.get(kind, OPENAI_KEY)
     assert key in (request.headers.get("authorization", "") + request.headers.get("x-api-key", ""))
@@ -524,3 +558,35 @@ async def test_a_stopping_server_stores_running_answers_as_interrupted(
         (stored,) = [m for m in items if m["metadata"].get("stream_id") == answer["stream_id"]]
         assert (stored["text"], stored["metadata"]["finish_reason"]) == ("never ", "interrupted")
     gate.set()
+
+
+async def test_provider_timeouts(
+    llm: FakeLLM, sqlite_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = relay_settings(
+        llm,
+        settings_factory,
+        database_url=sqlite_url,
+        relay_first_token_timeout=0.3,
+        relay_idle_timeout=0.3,
+        relay_max_attempts=2,
+    )
+    never = asyncio.Event()  # a provider that stops sending and never resumes
+    async with start_server(settings) as server:
+        sid = await session_with(server, provider="openai", model="m")
+        async with server.client("alice") as a:
+            w = Watcher(a, sid)
+            await w.subscribe()
+            # Silent before the first token: retried, then given up.
+            llm.script(Reply(gate=never, gate_after=0), Reply(gate=never, gate_after=0))
+            first = await ask(a, sid, "helper", text="anyone there?")
+            silent = await w.finished(first["stream_id"])
+            assert silent.finish_reason == "error"
+            assert [r["reason"] for r in w.events("stream.retry")] == ["timeout"]
+            # Silent after two tokens: not retried; the partial is stored as interrupted.
+            llm.script(Reply(chunks=["half ", "an ", "answer"], gate=never, gate_after=2))
+            second = await ask(a, sid, "helper", text="and now?")
+            stalled = await w.finished(second["stream_id"])
+            assert (stalled.finish_reason, stalled.final) == ("interrupted", "half an ")
+            assert answer_of(w, second["stream_id"])["metadata"]["error"]["kind"] == "timeout"
+    never.set()

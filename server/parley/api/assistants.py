@@ -53,12 +53,14 @@ class AskBody(BaseModel):
 
 
 def relay(request: Request) -> Relay:
+    """The relay the lifespan built."""
     r: Relay = request.app.state.relay
     return r
 
 
 @api
 async def list_assistants(request: Request) -> Response:
+    """The session's assistants (anyone in the tenant)."""
     p = await principal(request)
     items = await relay(request).assistants.list(p, request.path_params["session_id"])
     return JSONResponse({"items": items})
@@ -87,6 +89,7 @@ async def add_assistant(request: Request) -> Response:
 
 @api
 async def get_assistant(request: Request) -> Response:
+    """One assistant by name (any case)."""
     p = await principal(request)
     session_id, name = request.path_params["session_id"], request.path_params["name"]
     for item in await relay(request).assistants.list(p, session_id):

@@ -45,6 +45,7 @@ class StreamAssembler:
         self.gaps = 0  # times a delta could not be applied in order
 
     def text(self, stream_id: str) -> str:
+        """The text assembled so far for ``stream_id`` ("" for an unknown stream)."""
         stream = self.streams.get(stream_id)
         return stream.text if stream is not None else ""
 

@@ -61,6 +61,7 @@ class AssistantSpec:
 
     @classmethod
     def of(cls, row: m.Assistant) -> AssistantSpec:
+        """A detached copy of a row (safe to use after its unit of work)."""
         return cls(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -112,6 +113,7 @@ def assistant_view(row: m.Assistant) -> dict[str, Any]:
 
 
 def check_name(name: str) -> str:
+    """An assistant name: what people write after ``@``."""
     if not NAME_RE.match(name):
         raise InvalidRequest(
             f"assistant name {name[:40]!r} must be 1-32 letters, digits, _ or -, starting with a "
@@ -121,12 +123,14 @@ def check_name(name: str) -> str:
 
 
 def check_provider(provider: str) -> str:
+    """One of the provider kinds."""
     if provider not in KINDS:
         raise InvalidRequest(f"provider must be one of {', '.join(KINDS)}")
     return provider
 
 
 def check_model(model: str) -> str:
+    """A model name: 1-200 storable characters."""
     rules.check_storable("model", model)
     if not 1 <= len(model) <= 200:
         raise InvalidRequest("model must be 1-200 characters")
@@ -134,6 +138,7 @@ def check_model(model: str) -> str:
 
 
 def check_system_prompt(text: str) -> str:
+    """A system prompt: at most ``MAX_SYSTEM_PROMPT`` storable characters."""
     rules.check_storable("system_prompt", text)
     if len(text) > MAX_SYSTEM_PROMPT:
         raise InvalidRequest(f"system_prompt is longer than {MAX_SYSTEM_PROMPT} characters")
@@ -154,6 +159,7 @@ def check_params(provider: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_limit(label: str, value: int | None, lo: int, hi: int) -> int | None:
+    """An optional token limit within ``lo..hi``."""
     if value is not None and not lo <= value <= hi:
         raise InvalidRequest(f"{label} must be between {lo} and {hi}")
     return value
@@ -211,6 +217,8 @@ class AssistantStore:
         return await self.db.read(work)
 
     async def list(self, p: Principal, session_id: str) -> list[dict[str, Any]]:
+        """The assistants of a session the caller can read, oldest first."""
+
         def work(s: Session) -> list[dict[str, Any]]:
             session_row(s, p, session_id)
             rows = s.scalars(

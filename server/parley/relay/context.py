@@ -71,6 +71,7 @@ def estimate_tokens(text: str) -> int:
 
 
 def context_window(spec: AssistantSpec, default: int) -> int:
+    """The assistant's window, else the longest known model prefix's, else ``default``."""
     if spec.context_window:
         return spec.context_window
     best = ""

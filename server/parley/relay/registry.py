@@ -25,7 +25,14 @@ import orjson
 import structlog
 
 from parley.config import Settings
+
+# Imported up front, not on first use: importing an SDK takes about a second, and doing it in
+# the middle of a generation would stall the event loop (and every lease renewal with it).
+from parley.relay.providers.anthropic import AnthropicProvider
 from parley.relay.providers.base import Provider
+from parley.relay.providers.openai_chat import OpenAIChatProvider
+from parley.relay.providers.openai_responses import OpenAIResponsesProvider
+from parley.relay.providers.scripted import ScriptedProvider
 
 log = structlog.get_logger("parley.relay")
 
@@ -55,6 +62,7 @@ class CredentialsFile:
         self._data: dict[str, Any] = {}
 
     def lookup(self, tenant_id: str, section: str) -> Credentials | None:
+        """The tenant's entry for ``section`` (openai, anthropic, compatible), if any."""
         self._reload()
         tenants = self._data.get("tenants")
         entry = tenants.get(tenant_id, {}).get(section) if isinstance(tenants, dict) else None
@@ -110,6 +118,7 @@ class ProviderRegistry:
         return Credentials(key.get_secret_value() if key is not None else None, url)
 
     def credentials_for(self, kind: str, tenant_id: str) -> Credentials:
+        """The tenant's own key and base URL for ``kind``, else the environment's (whole)."""
         section = ENV_KINDS[kind]
         return self.credentials.lookup(tenant_id, section) or self._env(section)
 
@@ -128,14 +137,13 @@ class ProviderRegistry:
 
     def _build(self, kind: str, creds: Credentials) -> Provider:
         s = self.settings
-        idle, connect = s.relay_idle_timeout, s.relay_connect_timeout
+        # The SDK's read timeout must not cut the wait for the first token short; the relay
+        # enforces both its first-token and idle timeouts itself.
+        idle = max(s.relay_idle_timeout, s.relay_first_token_timeout)
+        connect = s.relay_connect_timeout
         if kind == "scripted":
-            from parley.relay.providers.scripted import ScriptedProvider
-
             return ScriptedProvider()
         if kind in ("openai", "openai_compatible"):
-            from parley.relay.providers.openai_chat import OpenAIChatProvider
-
             return OpenAIChatProvider(
                 kind=kind,
                 api_key=creds.api_key,
@@ -145,8 +153,6 @@ class ProviderRegistry:
                 connect_timeout=connect,
             )
         if kind == "openai_responses":
-            from parley.relay.providers.openai_responses import OpenAIResponsesProvider
-
             return OpenAIResponsesProvider(
                 api_key=creds.api_key,
                 base_url=creds.base_url,
@@ -154,8 +160,6 @@ class ProviderRegistry:
                 connect_timeout=connect,
             )
         if kind == "anthropic":
-            from parley.relay.providers.anthropic import AnthropicProvider
-
             return AnthropicProvider(
                 api_key=creds.api_key,
                 base_url=creds.base_url,

@@ -131,7 +131,6 @@ class Generation:
         self.discard = False  # the assistant was removed before this (queued) stream ran
         self.started = time.monotonic()
         self.first_token: float | None = None
-        self.parts: list[str] = []  # everything received (after surrogate repair)
         self.flushed: list[str] = []  # what went to the store and to subscribers
         self.end = 0  # bytes flushed
         self.chars = 0
@@ -168,6 +167,7 @@ class Generation:
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Generate, then store the answer (unless the stream was taken over elsewhere)."""
         relay, info = self.relay, self.info
         self._coalescer = Coalescer(
             self._flush,
@@ -312,7 +312,6 @@ class Generation:
             if first:
                 self.first_token = time.monotonic()
                 metrics.RELAY_FIRST_TOKEN.observe(self.first_token - self.started)
-            self.parts.append(text)
             self.chars += len(text)
             assert self._coalescer is not None
             self._coalescer.add(text, now=first)  # the first token goes out at once
@@ -343,6 +342,8 @@ class Generation:
         )
 
     def outcome(self, request: ProviderRequest | None) -> Outcome:
+        """What to store: the finish reason by how the generation ended, usage (estimated
+        when the provider reported none), latency, tool calls."""
         now = time.monotonic()
         text = "".join(self.flushed)
         reason = self.stop_reason

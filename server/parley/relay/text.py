@@ -21,6 +21,7 @@ class SurrogateJoiner:
         self._held = ""
 
     def feed(self, text: str) -> str:
+        """The repaired text to pass on now (a trailing high surrogate is kept back)."""
         text = self._held + text
         self._held = ""
         if not _SURROGATE.search(text):

@@ -52,7 +52,7 @@ def anthropic_error(exc: BaseException, secrets: tuple[str | None, ...]) -> Stre
         return StreamError("could not reach the provider", "connection", True)
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code if exc.status_code >= 400 else None
-        message = exc.api_message or exc.message
+        message = getattr(exc, "api_message", None) or exc.message  # newer SDKs parse it
         return status_error(
             status, message, body=exc.body, headers=exc.response.headers, secrets=secrets
         )

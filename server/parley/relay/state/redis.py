@@ -246,7 +246,9 @@ class RedisStreamStore:
         self._scripts: dict[str, Any] = {}
 
     async def start(self) -> None:
-        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5)
+        # A bounded socket timeout: a stream's flush must fail (and go on) rather than hang
+        # when Redis is unreachable; deltas still reach subscribers through the broker.
+        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=5)
         for name, source in (
             ("begin", _BEGIN),
             ("append", _APPEND),
