@@ -54,7 +54,12 @@ class RedisPresenceStore:
         self._script: Any = None
 
     async def start(self) -> None:
-        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5)
+        # A burst of disconnects runs many presence updates at once: wait for a pooled
+        # connection instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=32, timeout=10, socket_connect_timeout=5
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
         self._script = self._client.register_script(_UPDATE)
 
     async def stop(self) -> None:

@@ -248,7 +248,11 @@ class RedisStreamStore:
     async def start(self) -> None:
         # A bounded socket timeout: a stream's flush must fail (and go on) rather than hang
         # when Redis is unreachable; deltas still reach subscribers through the broker.
-        self._client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=5)
+        # Wait for a pooled connection under bursts rather than fail ("Too many connections").
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=32, timeout=10, socket_connect_timeout=5, socket_timeout=5
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
         for name, source in (
             ("begin", _BEGIN),
             ("append", _APPEND),
