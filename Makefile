@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 JSDEPS := client_js/node_modules/.package-lock.json
 
-.PHONY: serve test lint typecheck pytest install install-dev js-deps clean
+.PHONY: serve test lint typecheck pytest install install-dev js-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ typecheck: $(DEVSTAMP)
 
 pytest: $(DEVSTAMP) $(JSDEPS)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Load harness: the standard scenarios against Parley and a plain `websockets` baseline, one
+## table (about 4 minutes; BENCH_ARGS passes options, e.g. BENCH_ARGS="fanout --duration 8").
+bench: $(STAMP)
+	@$(BIN)/python -c "import picows, httpx" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m load_tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgpack
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 _ids = itertools.count(1)
 
@@ -145,6 +146,8 @@ class BaselineServer:
                     await ws.send(pack({"type": "ack", "ref": ref, "session": sid}))
                 elif kind == "ping":
                     await ws.send(pack({"type": "pong", "ref": ref, "time": _iso()}))
+        except ConnectionClosed:
+            pass  # clients of a load test vanish abruptly on purpose
         finally:
             for s in joined:
                 s.subscribers.discard(ws)

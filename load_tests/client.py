@@ -74,7 +74,7 @@ class Stats:
         self.recording = False
 
 
-class BenchClient(WSListener):  # type: ignore[misc]
+class BenchClient(WSListener):
     """One WebSocket client. Frames are handled inside ``on_ws_frame``, without awaits."""
 
     def __init__(self, worker: Worker, spec: ClientSpec) -> None:
@@ -279,6 +279,7 @@ class Worker:
             "setup": self.op_setup,
             "publish": self.op_publish,
             "stop": self.op_stop,
+            "prime": self.op_prime,
             "mark": self.op_mark,
             "latencies": self.op_latencies,
             "stall": self.op_stall,
@@ -335,13 +336,16 @@ class Worker:
         for attempt in range(attempts):
             client: BenchClient | None = None
             try:
-                _, client = await ws_connect(
+                _, listener = await ws_connect(
                     lambda: BenchClient(self, spec),
                     url + spec.get("token", ""),
                     socket_factory=socket_factory,
                     websocket_handshake_timeout=timeout,
                     enable_auto_pong=True,
                 )
+                if not isinstance(listener, BenchClient):  # the peer left mid-handshake
+                    raise ConnectionError("connection lost during the handshake")
+                client = listener
                 async with asyncio.timeout(timeout):
                     await client.welcome
                 await client.subscribe_all(since, timeout)
@@ -349,7 +353,7 @@ class Worker:
                 if lowat and made:
                     made[-1].setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
                 return client
-            except (OSError, TimeoutError, ConnectionError, RuntimeError) as exc:
+            except Exception as exc:  # any failure to connect: back off and retry
                 last = exc
                 if client is not None and client.transport is not None:
                     client.transport.disconnect()
@@ -415,6 +419,20 @@ class Worker:
             sent += max(due, 0)
             await asyncio.sleep(0.001)
 
+    async def op_prime(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Each publisher posts one message into each of its sessions and waits for them to
+        come back: the first message of an author also writes ``participant.joined``, which
+        must not be part of a measurement."""
+        pubs = self._publishers()
+        for p in pubs:
+            p.kind = "message"
+            for _ in p.sessions:
+                p.send_next()
+        deadline = _now() + timeout
+        while _now() < deadline and any(p.inflight > 0 for p in pubs):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return {"primed": sum(len(p.sessions) for p in pubs)}
+
     async def op_stop(self, drain: float = 2.0) -> dict[str, Any]:
         self.closed_loop = False
         if self._pacer is not None:
@@ -424,7 +442,7 @@ class Worker:
             self._pacer = None
         pubs = self._publishers()
         deadline = _now() + drain
-        while _now() < deadline and any(p.inflight > 0 for p in pubs):
+        while _now() < deadline and any(p.inflight > 0 for p in pubs):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         return {
             "sent": sum(p.sent for p in pubs),
@@ -498,8 +516,9 @@ class Worker:
                 await asyncio.gather(*(c.closed for c in dropped))
         return {"dropped": len(dropped)}
 
-    async def op_reconnect(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Reconnect every disconnected client at once, each resuming with ``since_seq``."""
+    async def op_reconnect(self, timeout: float = 30.0, deadline: float = 30.0) -> dict[str, Any]:
+        """Reconnect every disconnected client at once, each resuming with ``since_seq``;
+        clients not resumed within ``deadline`` seconds count as failed."""
         gone = [c for c in self.clients if c.closed.done()]
         self.clients = [c for c in self.clients if not c.closed.done()]
         times: list[float] = []
@@ -516,8 +535,18 @@ class Worker:
             times.append(_now() - started)
             self.clients.append(new)
 
-        await asyncio.gather(*(one(c) for c in gone))
-        return {"times": times, "failed": len(failures), "failures": failures[:3]}
+        tasks = [asyncio.ensure_future(one(c)) for c in gone]
+        _, late = await asyncio.wait(tasks, timeout=deadline)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            failures.append(f"{len(late)} not resumed within {deadline:.0f} s")
+        return {
+            "times": times,
+            "failed": len(gone) - len(times),
+            "failures": failures[-3:],
+        }
 
     async def op_reset(self) -> dict[str, Any]:
         self.stats.reset()

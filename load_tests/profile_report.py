@@ -21,6 +21,8 @@ def load(path: Path) -> tuple[list[tuple[list[str], int]], int]:
         if not line:
             continue
         stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue  # a frame name with a line break in it (rare): skip the fragment
         n = int(count)
         frames = stack.split(";")
         stacks.append((frames, n))

@@ -14,6 +14,7 @@ and the load generator the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -108,15 +109,17 @@ class Server:
         """A Prometheus counter summed over hubs (None when the server has no /metrics)."""
         return None
 
+    def last_seqs(self, sessions: list[str]) -> dict[str, int] | None:
+        """Each session's last seq as stored (None when the server keeps no such record)."""
+        return None
+
     def stop(self) -> None:
         # Signal the interpreters themselves: under a profiler the launched process is py-spy,
         # which writes its profile when the server it watches exits.
         for p, pid in zip(self.procs, self.pids, strict=False):
             if p.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         for p in self.procs:
             try:
                 p.wait(15)
@@ -154,12 +157,14 @@ class ParleyServer(Server):
         pythonpath: str | None = None,
         profile_to: Path | None = None,
         profile_rate: int = 250,
+        profile_flags: tuple[str, ...] = (),
         profiler_cpus: str | None = "1",
     ) -> None:
         super().__init__()
         self.secret = secrets.token_urlsafe(32)  # per run, never written anywhere
         self._tmp = tempfile.TemporaryDirectory(prefix="parley-bench-")
         self.data_dir = Path(self._tmp.name)
+        self.logs: list[Path] = []
         env = {
             **os.environ,
             "PARLEY_SECRET": self.secret,
@@ -184,9 +189,13 @@ class ParleyServer(Server):
                 beside = Path(sys.executable).parent / "py-spy"
                 spy = [str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"]
                 spy += ["record", "--format", "raw", "--rate", str(profile_rate)]
-                spy += ["--nonblocking", "--output", str(out), "--"]
+                spy += ["--nonblocking", *profile_flags, "--output", str(out), "--"]
                 cmd = pinned(spy + cmd, profiler_cpus)
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+            log = (self.data_dir / f"hub{i}.log").open("wb")
+            proc = subprocess.Popen(
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+            self.logs.append(Path(log.name))
             self.procs.append(proc)
             self.ports.append(port)
             wait_port(port, 60, proc)
@@ -227,6 +236,11 @@ class ParleyServer(Server):
 
         return asyncio.run(create_all())
 
+    def last_seqs(self, sessions: list[str]) -> dict[str, int] | None:
+        headers = {"Authorization": f"Bearer {self.token('bench-owner')}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.ports[0]}", headers=headers) as h:
+            return {s: int(h.get(f"/api/v1/sessions/{s}").json()["last_seq"]) for s in sessions}
+
     def metric(self, name: str, labels: str = "") -> float | None:
         total = 0.0
         for port in self.ports:
@@ -238,6 +252,13 @@ class ParleyServer(Server):
 
     def stop(self) -> None:
         super().stop()
+        for path in self.logs:
+            lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+            lines = [x for x in lines if not x.startswith("py-spy>")]
+            if lines:
+                print(f"    server {path.stem} logged {len(lines)} lines, first:", file=sys.stderr)
+                for line in lines[:3]:
+                    print(f"      {line[:200]}", file=sys.stderr)
         self._tmp.cleanup()
 
 
@@ -252,7 +273,10 @@ class BaselineServer(Server):
         cmd = pinned(
             [sys.executable, "-m", "load_tests.baseline_server", "--port", str(port)], cpus
         )
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
         self.procs.append(proc)
         self.ports.append(port)
         self.pids.append(proc.pid)
@@ -260,6 +284,16 @@ class BaselineServer(Server):
 
     def token(self, user: str) -> str:
         return user  # the baseline takes the user id as the token, unchecked
+
+    def stop(self) -> None:
+        super().stop()
+        self._log.seek(0)
+        lines = [x for x in self._log.read().decode(errors="replace").splitlines() if x.strip()]
+        if lines:
+            print(f"    baseline logged {len(lines)} lines, first:", file=sys.stderr)
+            for line in lines[:3]:
+                print(f"      {line[:200]}", file=sys.stderr)
+        self._log.close()
 
     def create_sessions(self, n: int) -> list[str]:
         return [str(uuid.uuid4()) for _ in range(n)]
