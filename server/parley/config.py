@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     send_queue_frames: int = Field(
         2048, ge=16, description="Frames buffered per connection before it counts as too slow."
     )
+    socket_send_buffer: int = Field(
+        64 * 1024,
+        ge=0,
+        description="Kernel send buffer per connection in bytes, so a stalled client is cut off"
+        " at the queue cap in bounded time and memory (0: the kernel's autotuning).",
+    )
     auth_timeout: float = Field(
         10.0, gt=0, description="Seconds a socket may stay open before sending its hello."
     )

@@ -30,6 +30,13 @@ class ParleyServer(uvicorn.Server):
         self.parley_app = app
         self.settings = settings
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None:
+            sockets = [self.config.bind_socket()]
+        for sock in sockets:
+            limit_send_buffer(sock, self.settings.socket_send_buffer)
+        await super().startup(sockets=sockets)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # stop accepting before draining
@@ -37,6 +44,17 @@ class ParleyServer(uvicorn.Server):
         if hub is not None:
             await hub.shutdown(self.settings.shutdown_flush_timeout)
         await super().shutdown(sockets)
+
+
+def limit_send_buffer(sock: socket.socket, size: int) -> None:
+    """Cap the kernel send buffer of every connection accepted on ``sock`` (they inherit it).
+
+    Linux otherwise lets a socket's send buffer grow to several megabytes, and a stalled client
+    would absorb that much before its frames even reach the hub's queue cap: the cap would only
+    act after tens of seconds. ``0`` keeps the kernel's autotuning.
+    """
+    if size > 0 and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
@@ -82,6 +100,7 @@ def run_workers(settings: Settings, workers: int, *, migrate: bool = True) -> in
     settings.signing_key  # noqa: B018 - generate the shared secret once, before forking
     config = uvicorn_config(None, settings)
     sock = config.bind_socket()
+    limit_send_buffer(sock, settings.socket_send_buffer)
     context = multiprocessing.get_context("spawn")
     stopping = False
 
