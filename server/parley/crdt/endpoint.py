@@ -17,7 +17,6 @@ document. The endpoint stops reading until the bucket refills, which slows the s
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from urllib.parse import parse_qs
 
@@ -28,7 +27,7 @@ from parley.crdt import yprotocol as y
 from parley.crdt.manager import DocManager
 from parley.crdt.room import Access
 from parley.errors import AuthError, CloseCode, ErrorCode, NotFound, ParleyError
-from parley.governance.auth import Principal, bearer_token, verify_token
+from parley.governance.auth import Principal, socket_token, verify_token
 from parley.hub.connection import Connection, ConnState
 from parley.hub.events import OutEvent
 from parley.hub.ratelimit import TokenBucket
@@ -77,17 +76,9 @@ class YjsEndpoint:
             return
         session_id = str(scope.get("path_params", {}).get("session_id", ""))
         params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        headers = dict(scope.get("headers") or [])
-        token = params.get("token", [None])[0] or bearer_token(
-            headers.get(b"authorization", b"").decode("latin-1") or None
-        )
-        client = scope.get("client")
-        conn = Connection(
-            send,
-            conn_id=secrets.token_hex(6),
-            encoding=Encoding.MSGPACK,
-            max_queue=self.settings.send_queue_frames,
-            client=f"{client[0]}:{client[1]}" if client else None,
+        token = socket_token(params, dict(scope.get("headers") or []))
+        conn = Connection.for_scope(
+            scope, send, encoding=Encoding.MSGPACK, max_queue=self.settings.send_queue_frames
         )
         structlog.contextvars.bind_contextvars(conn=conn.id, doc=session_id)
         await send({"type": "websocket.accept"})

@@ -98,6 +98,13 @@ def verify_token(key: str, token: str) -> Principal:
     return Principal(tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind)
 
 
+def socket_token(params: dict[str, list[str]], headers: dict[bytes, bytes]) -> str | None:
+    """A WebSocket's token: ``?token=`` in the URL, else an ``Authorization: Bearer`` header."""
+    return params.get("token", [None])[0] or bearer_token(
+        headers.get(b"authorization", b"").decode("latin-1") or None
+    )
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer ...`` header value, if it is one."""
     if not authorization:

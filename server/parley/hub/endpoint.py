@@ -8,8 +8,6 @@ frames (default: the encoding of the client's first frame, JSON before any frame
 from __future__ import annotations
 
 import asyncio
-import itertools
-import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,7 +17,7 @@ import structlog
 from parley import metrics
 from parley.config import Settings
 from parley.errors import AuthError, CloseCode, ErrorCode, ParleyError, ProtocolError, RateLimited
-from parley.governance.auth import Principal, bearer_token, verify_token
+from parley.governance.auth import Principal, socket_token, verify_token
 from parley.hub.commands import HANDLERS, CommandContext
 from parley.hub.connection import Connection, ConnState
 from parley.hub.hub import Hub
@@ -32,12 +30,6 @@ from parley.sessions.service import SessionService
 from parley.types import ASGIReceive, ASGISend, Scope
 
 log = structlog.get_logger("parley.hub")
-
-# Connection ids: unique within the process (presence adds the process id), cheap to make
-# (the OS random source cost ~4% of connect time in profiles); the prefix tells processes'
-# logs apart.
-_CONN_PREFIX = secrets.token_hex(3)
-_conn_numbers = itertools.count(1)
 
 
 class SocketEndpoint:
@@ -54,17 +46,9 @@ class SocketEndpoint:
         params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         fmt = params.get("format", [""])[0].lower()
         encoding = Encoding.MSGPACK if fmt == "msgpack" else Encoding.JSON
-        headers = dict(scope.get("headers") or [])
-        token = params.get("token", [None])[0] or bearer_token(
-            headers.get(b"authorization", b"").decode("latin-1") or None
-        )
-        client = scope.get("client")
-        conn = Connection(
-            send,
-            conn_id=f"{_CONN_PREFIX}{next(_conn_numbers):x}",
-            encoding=encoding,
-            max_queue=self.settings.send_queue_frames,
-            client=f"{client[0]}:{client[1]}" if client else None,
+        token = socket_token(params, dict(scope.get("headers") or []))
+        conn = Connection.for_scope(
+            scope, send, encoding=encoding, max_queue=self.settings.send_queue_frames
         )
         structlog.contextvars.bind_contextvars(conn=conn.id)
         await send({"type": "websocket.accept"})
