@@ -24,7 +24,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,10 @@ import httpx
 from pycrdt import Doc, Text, create_sync_message, create_update_message, handle_sync_message
 from websockets.asyncio.client import ClientConnection, connect
 
+from load_tests.quick_fanout import wait_ready
+from load_tests.servers import free_port
+
 SECRET = "bench-secret-" + "x" * 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def token(user: str) -> str:
@@ -68,18 +63,6 @@ def start_server(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
         cmd = ["taskset", "-c", "0", *cmd]
         os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
     return subprocess.Popen(cmd, env=env)
-
-
-async def wait_ready(base: str) -> None:
-    async with httpx.AsyncClient() as h:
-        for _ in range(400):
-            try:
-                if (await h.get(base + "/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("server did not become ready")
 
 
 class Client:

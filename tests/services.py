@@ -10,11 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from websockets.asyncio.client import connect
 
+from parley.governance.auth import create_token
 from tests.conftest import TEST_SECRET
+from tests.support import WsClient
 
 
 def free_port() -> int:
@@ -148,3 +153,17 @@ class HubProcess:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def token(user: str, tenant: str = "acme") -> str:
+    """A token for ``user`` that every hub process of these tests accepts."""
+    return create_token(TEST_SECRET, user_id=user, tenant_id=tenant)
+
+
+@asynccontextmanager
+async def hub_client(hub: HubProcess, user: str) -> AsyncIterator[WsClient]:
+    """A WebSocket client of ``hub``, authenticated as ``user`` (welcome already read)."""
+    async with connect(f"{hub.ws_url}?token={token(user)}", max_size=None) as ws:
+        c = WsClient(ws)
+        assert (await c.recv())["type"] == "welcome"
+        yield c

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from parley.broker.memory import MemoryBroker, MemoryBus
 from parley.config import Settings
+from tests.services import free_port
 from tests.support import DEFAULT_TIMEOUT, RunningServer, start_server
 from tests.ysupport import yjs_client
 
@@ -273,13 +273,6 @@ async def test_stock_clients_on_two_processes_converge(
             await asyncio.wait_for(a.wait(lambda: a.users() == set()), 2)
             final = a.notes
         assert await stored_notes(two, sid) == final
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_a_stock_client_rides_out_a_server_restart(

@@ -11,32 +11,17 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from parley.governance.auth import create_token
 from parley.storage.migrate import upgrade
 from tests.conftest import TEST_SECRET
-from tests.services import HubProcess, RedisServer, free_port, wait_for_port
+from tests.services import HubProcess, RedisServer, free_port, hub_client, token, wait_for_port
 from tests.support import WsClient
-
-
-def token(user: str) -> str:
-    return create_token(TEST_SECRET, user_id=user, tenant_id="acme")
-
-
-@asynccontextmanager
-async def client(hub: HubProcess, user: str) -> AsyncIterator[WsClient]:
-    async with connect(f"{hub.ws_url}?token={token(user)}", max_size=None) as ws:
-        c = WsClient(ws)
-        assert (await c.recv())["type"] == "welcome"
-        yield c
 
 
 @pytest.fixture
@@ -95,9 +80,9 @@ async def test_identical_order_everywhere_and_moving_to_another_process(
 ) -> None:
     sid = await new_session(hubs[0])
     async with (
-        client(hubs[0], "ann") as ann,
-        client(hubs[1], "ben") as ben,
-        client(hubs[2], "cat") as cat,
+        hub_client(hubs[0], "ann") as ann,
+        hub_client(hubs[1], "ben") as ben,
+        hub_client(hubs[2], "cat") as cat,
     ):
         for c in (ann, ben, cat):
             await c.subscribe(sid)
@@ -114,10 +99,10 @@ async def test_identical_order_everywhere_and_moving_to_another_process(
         last_seen_by_cat = seen[2][-1]["seq"]
 
     # cat goes away; ann keeps talking on hub0; cat comes back on hub1
-    async with client(hubs[0], "ann") as ann:
+    async with hub_client(hubs[0], "ann") as ann:
         for i in range(5):
             await ann.say(sid, f"while away {i}")
-    async with client(hubs[1], "cat") as cat:
+    async with hub_client(hubs[1], "cat") as cat:
         ack = await cat.subscribe(sid, since_seq=last_seen_by_cat)
         missed = await cat.events(5)
         assert [t for _, t in texts(missed)] == [f"while away {i}" for i in range(5)]
@@ -130,12 +115,12 @@ async def test_killing_a_hub_mid_traffic_loses_no_acknowledged_message(
 ) -> None:
     sid = await new_session(hubs[0])
     acked: list[int] = []
-    async with client(hubs[0], "watch0") as w0, client(hubs[2], "watch2") as w2:
+    async with hub_client(hubs[0], "watch0") as w0, hub_client(hubs[2], "watch2") as w2:
         await w0.subscribe(sid)
         await w2.subscribe(sid)
 
         async def send_until_killed() -> None:
-            async with client(hubs[1], "talker") as talker:
+            async with hub_client(hubs[1], "talker") as talker:
                 try:
                     for i in range(10_000):
                         reply = await talker.say(sid, f"m{i}", client_id=f"m{i}")
@@ -159,7 +144,7 @@ async def test_redis_restart_loses_nothing_and_live_delivery_resumes(
     hubs: list[HubProcess], redis_server: RedisServer
 ) -> None:
     sid = await new_session(hubs[0])
-    async with client(hubs[0], "talker") as talker, client(hubs[1], "watcher") as watcher:
+    async with hub_client(hubs[0], "talker") as talker, hub_client(hubs[1], "watcher") as watcher:
         await talker.subscribe(sid)
         await watcher.subscribe(sid)
         await talker.say(sid, "before")
@@ -184,16 +169,16 @@ async def test_presence_across_processes_and_expiry_of_a_killed_process(
     hubs: list[HubProcess],
 ) -> None:
     sid = await new_session(hubs[0])
-    async with client(hubs[2], "watcher") as watcher:
+    async with hub_client(hubs[2], "watcher") as watcher:
         ack = await watcher.subscribe(sid)
         assert [u["user_id"] for u in ack["presence"]] == ["watcher"]
-        async with client(hubs[0], "ann") as ann:
+        async with hub_client(hubs[0], "ann") as ann:
             ack = await ann.subscribe(sid)
             assert sorted(u["user_id"] for u in ack["presence"]) == ["ann", "watcher"]
             joined = await watcher.wait_for(lambda f: f.get("event") == "presence.joined")
             assert joined["data"]["user_id"] == "ann"
 
-            async with client(hubs[1], "ben") as ben:
+            async with hub_client(hubs[1], "ben") as ben:
                 await ben.subscribe(sid)
                 joined = await watcher.wait_for(lambda f: f.get("event") == "presence.joined")
                 assert joined["data"]["user_id"] == "ben"
@@ -267,7 +252,7 @@ async def test_serve_with_workers_shares_one_port(
         assert len(workers) == 2
         sid = await new_session(hub)
         async with contextlib.AsyncExitStack() as stack:
-            clients = [await stack.enter_async_context(client(hub, f"u{i}")) for i in range(6)]
+            clients = [await stack.enter_async_context(hub_client(hub, f"u{i}")) for i in range(6)]
             for c in clients:
                 await c.subscribe(sid)
             await clients[0].say(sid, "to every worker")
@@ -312,7 +297,7 @@ async def test_documents_converge_across_processes_on_redis(hubs: list[HubProces
     sid = await new_session(hubs[0])
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token('owner')}"}) as h:
         for user in ("alice", "bob"):
-            async with client(hubs[0], user):
+            async with hub_client(hubs[0], user):
                 pass  # a user exists once their token was used
             r = await h.post(
                 f"{hubs[0].base_url}/api/v1/sessions/{sid}/participants",

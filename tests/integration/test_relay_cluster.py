@@ -8,36 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 
-from parley.governance.auth import create_token
 from parley.storage.migrate import upgrade
-from tests.conftest import TEST_SECRET
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.fakes.relay_client import Watcher, add_assistant, answer_of, ask
-from tests.services import HubProcess, RedisServer
-from tests.support import WsClient
+from tests.services import HubProcess, RedisServer, hub_client, token
 
 KEY = "sk-cluster-test-0123456789abcdef"
 WORDS = [f"wörd{i} " for i in range(30)]
-
-
-def token(user: str) -> str:
-    return create_token(TEST_SECRET, user_id=user, tenant_id="acme")
-
-
-@asynccontextmanager
-async def client(hub: HubProcess, user: str) -> AsyncIterator[WsClient]:
-    async with connect(f"{hub.ws_url}?token={token(user)}", max_size=None) as ws:
-        c = WsClient(ws)
-        assert (await c.recv())["type"] == "welcome"
-        yield c
 
 
 def http(hub: HubProcess, user: str = "owner") -> httpx.AsyncClient:
@@ -104,11 +87,11 @@ async def test_one_stream_seen_alike_on_every_process_with_resume_stop_and_failu
     gate = asyncio.Event()
     reply = Reply(chunks=WORDS, gate=gate, gate_after=8, split_utf8=True)
     llm.script(reply)
-    async with client(hubs[0], "ann") as c0, client(hubs[1], "ben") as c1:
+    async with hub_client(hubs[0], "ann") as c0, hub_client(hubs[1], "ben") as c1:
         w0, w1 = Watcher(c0, sid), Watcher(c1, sid)
         await w0.subscribe()
         await w1.subscribe()
-        async with client(hubs[2], "cat") as c2:
+        async with hub_client(hubs[2], "cat") as c2:
             leaver = Watcher(c2, sid)
             ack = await leaver.subscribe()
             answer = await ask(c1, sid, "helper", text="tell us")  # runs on hub1
@@ -121,7 +104,7 @@ async def test_one_stream_seen_alike_on_every_process_with_resume_stop_and_failu
             ]
             last_seq = max([ack["seq"], *seqs])
         # cat comes back on hub0; dan joins late on hub2
-        async with client(hubs[0], "cat") as back_c, client(hubs[2], "dan") as late_c:
+        async with hub_client(hubs[0], "cat") as back_c, hub_client(hubs[2], "dan") as late_c:
             back, late = Watcher(back_c, sid), Watcher(late_c, sid)
             await back.subscribe(since_seq=last_seq)
             await late.subscribe()
@@ -174,7 +157,7 @@ async def test_a_process_that_dies_mid_stream_is_reaped_by_another(
     sid = await new_session(hubs[0], provider="anthropic")
     gate = asyncio.Event()
     llm.script(Reply(chunks=WORDS, gate=gate, gate_after=4))
-    async with client(hubs[0], "ann") as c0, client(hubs[1], "ben") as c1:
+    async with hub_client(hubs[0], "ann") as c0, hub_client(hubs[1], "ben") as c1:
         w0 = Watcher(c0, sid)
         await w0.subscribe()
         answer = await ask(c1, sid, "helper", text="long story")  # runs on hub1
