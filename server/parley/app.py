@@ -23,11 +23,9 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
-from parley.crdt.mux import attach as attach_mux
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
-from parley.relay import attach as attach_relay
 from parley.relay.publisher import ObservingPublisher
 from parley.relay.service import Relay
 from parley.relay.state import create_stream_store
@@ -145,16 +143,14 @@ def create_app(
         )
         await relay.start()
         publisher.observer = relay.observe
-        attach_relay(hub, relay)  # ask/stop/streams frames reach the relay through the hub
         app.state.relay = relay
         app.state.settings = settings
         app.state.db = db
         app.state.broker = the_broker
         app.state.hub = hub
         app.state.service = service
-        app.state.endpoint = SocketEndpoint(hub, service, settings)
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
-        attach_mux(hub, Mux(docs))  # doc frames on /ws reach the documents through the hub
+        app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings)
         log.info("parley ready", **settings.safe_summary())

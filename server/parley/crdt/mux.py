@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import weakref
 from collections.abc import Callable
 
 import structlog
@@ -134,18 +133,3 @@ class Mux:
             self._watchers.pop(conn, None)
             for session_id in list(self._peers.get(conn, {})):
                 self.leave(conn, session_id)
-
-
-_MUXES: weakref.WeakKeyDictionary[object, Mux] = weakref.WeakKeyDictionary()
-
-
-def attach(owner: object, mux: Mux) -> None:
-    """Make ``mux`` reachable from ``owner`` (the hub): socket handlers only get the hub."""
-    _MUXES[owner] = mux
-
-
-def mux_of(owner: object) -> Mux:
-    mux = _MUXES.get(owner)
-    if mux is None:
-        raise ParleyError("collaborative documents are not enabled on this server")
-    return mux

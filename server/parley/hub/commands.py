@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from parley.crdt.mux import mux_of
+from parley.crdt.mux import Mux
 from parley.errors import ErrorCode, InvalidRequest, ParleyError, ProtocolError
 from parley.governance.auth import Principal
 from parley.hub.connection import Connection
@@ -17,7 +17,7 @@ from parley.hub.hub import Hub
 from parley.ids import iso, utcnow
 from parley.protocol import frames as f
 from parley.protocol.server_frames import ack, pong
-from parley.relay import maybe_relay_of, relay_of
+from parley.relay.service import Relay
 from parley.sessions.service import SessionService
 
 Handler = Callable[["CommandContext", Any], Awaitable[None]]
@@ -25,15 +25,26 @@ log = structlog.get_logger("parley.hub")
 
 
 class CommandContext:
-    """What a handler needs: the connection, its principal, the hub and the service."""
+    """What a handler needs: the connection, its principal, and the parts it may call: the
+    hub, the session service, the documents (``doc`` frames) and the relay (``ask``...)."""
 
-    __slots__ = ("conn", "hub", "principal", "service")
+    __slots__ = ("conn", "hub", "mux", "principal", "relay", "service")
 
-    def __init__(self, conn: Connection, principal: Principal, hub: Hub, service: SessionService):
+    def __init__(
+        self,
+        conn: Connection,
+        principal: Principal,
+        hub: Hub,
+        service: SessionService,
+        mux: Mux,
+        relay: Relay,
+    ):
         self.conn = conn
         self.principal = principal
         self.hub = hub
         self.service = service
+        self.mux = mux
+        self.relay = relay
 
 
 async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
@@ -131,7 +142,7 @@ async def _doc_join(ctx: CommandContext, frame: f.DocJoin) -> None:
     def joined(access: Any) -> None:
         ctx.conn.send_frame(ack(frame.id, session=frame.session, role=str(access.role)))
 
-    await mux_of(ctx.hub).join(ctx.conn, ctx.principal, frame.session, joined)
+    await ctx.mux.join(ctx.conn, ctx.principal, frame.session, joined)
 
 
 async def _doc(ctx: CommandContext, frame: f.Doc) -> None:
@@ -144,13 +155,13 @@ async def _doc(ctx: CommandContext, frame: f.Doc) -> None:
                 "data must be base64 (JSON) or bytes (msgpack)",
                 details=[{"field": "data", "problem": "not valid base64"}],
             ) from None
-    await mux_of(ctx.hub).receive(ctx.conn, frame.session, data)
+    await ctx.mux.receive(ctx.conn, frame.session, data)
     if frame.id is not None:
         ctx.conn.send_frame(ack(frame.id, session=frame.session))
 
 
 async def _doc_leave(ctx: CommandContext, frame: f.DocLeave) -> None:
-    if not mux_of(ctx.hub).leave(ctx.conn, frame.session):
+    if not ctx.mux.leave(ctx.conn, frame.session):
         raise ParleyError(
             "this connection has not joined the document", code=ErrorCode.NOT_SUBSCRIBED
         )
@@ -164,11 +175,10 @@ async def _stream_snapshot(ctx: CommandContext, session_id: str, seq: int) -> No
     """After a subscribe ack: the text so far of the session's running generations, read
     after the subscription went live, so the deltas that follow continue it (the client drops
     deltas that end at or before a snapshot's length). Sent only when something is running."""
-    relay = maybe_relay_of(ctx.hub)
-    if relay is None or not ctx.hub.subscribed(ctx.conn, session_id):
+    if not ctx.hub.subscribed(ctx.conn, session_id):
         return
     try:
-        frame = await relay.snapshot(ctx.principal.tenant_id, session_id, seq)
+        frame = await ctx.relay.snapshot(ctx.principal.tenant_id, session_id, seq)
     except Exception as exc:  # the subscription stands; the client can ask with `streams`
         log.warning("stream snapshot failed", session=session_id, error=str(exc))
         return
@@ -177,7 +187,7 @@ async def _stream_snapshot(ctx: CommandContext, session_id: str, seq: int) -> No
 
 
 async def _ask(ctx: CommandContext, frame: f.Ask) -> None:
-    answer = await relay_of(ctx.hub).ask(
+    answer = await ctx.relay.ask(
         ctx.principal,
         frame.session,
         frame.assistant,
@@ -190,7 +200,7 @@ async def _ask(ctx: CommandContext, frame: f.Ask) -> None:
 
 
 async def _stop(ctx: CommandContext, frame: f.Stop) -> None:
-    answer = await relay_of(ctx.hub).stop_stream(ctx.principal, frame.session, frame.stream_id)
+    answer = await ctx.relay.stop_stream(ctx.principal, frame.session, frame.stream_id)
     ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
 
 
@@ -200,7 +210,7 @@ async def _streams(ctx: CommandContext, frame: f.Streams) -> None:
             "subscribe to the session before asking for its streams",
             code=ErrorCode.NOT_SUBSCRIBED,
         )
-    snapshot = await relay_of(ctx.hub).snapshot(ctx.principal.tenant_id, frame.session)
+    snapshot = await ctx.relay.snapshot(ctx.principal.tenant_id, frame.session)
     ctx.conn.send_frame(snapshot)
     ctx.conn.send_frame(
         ack(frame.id, session=frame.session, streams=len(snapshot["data"]["streams"]))

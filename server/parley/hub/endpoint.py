@@ -16,6 +16,7 @@ import structlog
 
 from parley import metrics
 from parley.config import Settings
+from parley.crdt.mux import Mux
 from parley.errors import AuthError, CloseCode, ErrorCode, ParleyError, ProtocolError, RateLimited
 from parley.governance.auth import Principal, socket_token, verify_token
 from parley.hub.commands import HANDLERS, CommandContext
@@ -26,6 +27,7 @@ from parley.ids import iso, utcnow
 from parley.protocol import frames as f
 from parley.protocol.codec import Encoding, decode_raw, frame_ref, parse_frame
 from parley.protocol.server_frames import error
+from parley.relay.service import Relay
 from parley.sessions.service import SessionService
 from parley.types import ASGIReceive, ASGISend, Scope
 
@@ -35,10 +37,14 @@ log = structlog.get_logger("parley.hub")
 class SocketEndpoint:
     """ASGI app serving protocol v1 on one WebSocket per client."""
 
-    def __init__(self, hub: Hub, service: SessionService, settings: Settings) -> None:
+    def __init__(
+        self, hub: Hub, service: SessionService, settings: Settings, *, mux: Mux, relay: Relay
+    ) -> None:
         self.hub = hub
         self.service = service
         self.settings = settings
+        self.mux = mux
+        self.relay = relay
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -180,7 +186,8 @@ class _Pump:
             return
         conn.principal = principal
         conn.state = ConnState.OPEN
-        self.ctx = CommandContext(conn, principal, self.ep.hub, self.ep.service)
+        ep = self.ep
+        self.ctx = CommandContext(conn, principal, ep.hub, ep.service, ep.mux, ep.relay)
         structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, user=principal.user_id)
         conn.send_frame(welcome(ref, conn, principal, self.ep.settings))
 
