@@ -11,7 +11,7 @@ import structlog
 from pydantic import ValidationError
 
 from parley.config import Settings
-from parley.governance.auth import UserKind, create_token
+from parley.governance.auth import TenantRole, UserKind, create_token
 from parley.logging import configure_logging
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -116,7 +116,13 @@ def serve(demo_token: bool, no_migrate: bool, workers: int, **options: Any) -> N
 
 
 def _print_demo_token(settings: Settings) -> None:
-    token = create_token(settings.signing_key, user_id="admin", tenant_id="default", name="Admin")
+    token = create_token(
+        settings.signing_key,
+        user_id="admin",
+        tenant_id="default",
+        name="Admin",
+        tenant_role=TenantRole.ADMIN,
+    )
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"{host}:{settings.port}"
     click.echo(
@@ -161,6 +167,13 @@ def token() -> None:
     "--kind", type=click.Choice([k.value for k in UserKind]), default="human", show_default=True
 )
 @click.option(
+    "--role",
+    type=click.Choice([r.value for r in TenantRole]),
+    default="member",
+    show_default=True,
+    help="Tenant role: admins manage members, keys, policies and the audit log.",
+)
+@click.option(
     "--ttl", default="30d", show_default=True, help="Lifetime: 30d, 12h, 15m, 90s or never."
 )
 @click.option(
@@ -169,7 +182,13 @@ def token() -> None:
     help="Folder holding the generated secret. [env PARLEY_DATA_DIR]",
 )
 def token_create(
-    user_id: str, tenant_id: str, name: str | None, kind: str, ttl: str, data_dir: Path | None
+    user_id: str,
+    tenant_id: str,
+    name: str | None,
+    kind: str,
+    role: str,
+    ttl: str,
+    data_dir: Path | None,
 ) -> None:
     """Print a bearer token for a user, signed with PARLEY_SECRET or the data folder's key."""
     settings = _settings(data_dir=data_dir)
@@ -180,6 +199,7 @@ def token_create(
             tenant_id=tenant_id,
             name=name,
             kind=UserKind(kind),
+            tenant_role=TenantRole(role),
             ttl_seconds=parse_duration(ttl),
         )
     except ValueError as exc:

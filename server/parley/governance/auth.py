@@ -22,6 +22,13 @@ class UserKind(StrEnum):
     ASSISTANT = "assistant"
 
 
+class TenantRole(StrEnum):
+    """A user's standing in the whole tenant; session roles are separate (``sessions.rules``)."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated caller. Every query it causes is scoped to ``tenant_id``."""
@@ -30,6 +37,12 @@ class Principal:
     user_id: str
     name: str
     kind: UserKind
+    tenant_role: TenantRole = TenantRole.MEMBER
+
+    @property
+    def is_admin(self) -> bool:
+        """Tenant administrators manage the tenant: its members, keys, policies and audit log."""
+        return self.tenant_role is TenantRole.ADMIN
 
 
 def valid_identifier(value: str) -> bool:
@@ -44,6 +57,7 @@ def create_token(
     tenant_id: str,
     name: str | None = None,
     kind: UserKind = UserKind.HUMAN,
+    tenant_role: TenantRole = TenantRole.MEMBER,
     ttl_seconds: int | None = 30 * 24 * 3600,
 ) -> str:
     """Sign a token for ``user_id`` in ``tenant_id``. ``ttl_seconds=None`` never expires."""
@@ -60,6 +74,7 @@ def create_token(
         "tid": tenant_id,
         "name": name or user_id,
         "kind": str(kind),
+        "role": str(tenant_role),
         "iat": now,
     }
     if ttl_seconds is not None:
@@ -90,12 +105,18 @@ def verify_token(key: str, token: str) -> Principal:
         kind = UserKind(claims.get("kind", "human"))
     except ValueError:
         raise AuthError("invalid token: unknown user kind") from None
+    try:
+        tenant_role = TenantRole(claims.get("role", "member"))
+    except ValueError:
+        raise AuthError("invalid token: unknown tenant role") from None
     name = claims.get("name")
     if isinstance(name, str):
         name = "".join(ch for ch in name if ch.isprintable()).strip()
     if not isinstance(name, str) or not name:
         name = user_id
-    return Principal(tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind)
+    return Principal(
+        tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind, tenant_role=tenant_role
+    )
 
 
 def socket_token(params: dict[str, list[str]], headers: dict[bytes, bytes]) -> str | None:
