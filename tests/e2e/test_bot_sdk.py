@@ -1,0 +1,204 @@
+"""The Python bot SDK (``parley.client``) against a real server: joining, handlers, replies,
+typing, presence, reconnects with resume, typed errors, and the example bots."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+import pytest
+
+from parley.client import (
+    Backoff,
+    Event,
+    Message,
+    MessageContext,
+    NotFound,
+    ParleyClient,
+    Unauthenticated,
+)
+from parley.governance.auth import UserKind
+from tests.support import RunningServer, WsClient
+
+TIMEOUT = 10.0
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def bot(server: RunningServer, user: str = "echo", **kw: Any) -> AsyncIterator[ParleyClient]:
+    token = server.token(user, kind=UserKind.BOT)
+    kw.setdefault("backoff", Backoff(base=0.05, max_delay=0.5))
+    async with ParleyClient(server.base_url, token, **kw) as client:
+        yield client
+
+
+class Seen(Generic[T]):
+    """What handlers saw, with a way to wait until it is enough."""
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self._changed = asyncio.Event()
+
+    def add(self, item: T) -> None:
+        self.items.append(item)
+        self._changed.set()
+
+    async def wait(self, predicate: Callable[[list[T]], bool], timeout: float = TIMEOUT) -> list[T]:
+        async with asyncio.timeout(timeout):
+            while not predicate(self.items):
+                self._changed.clear()
+                await self._changed.wait()
+        return self.items
+
+
+async def message_from(human: WsClient, author: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    event = await human.wait_for(
+        lambda f: f.get("event") == "message.created" and f["data"]["message"]["author"] == author,
+        timeout,
+    )
+    message: dict[str, Any] = event["data"]["message"]
+    return message
+
+
+async def test_bot_replies_to_a_human_and_the_human_sees_it(server: RunningServer) -> None:
+    sid = await server.create_session("alice")
+    async with bot(server) as client:
+        seen: list[Message] = []
+
+        @client.on_message
+        async def echo(message: Message, ctx: MessageContext) -> None:
+            seen.append(message)
+            await ctx.reply(f"echo: {message.text}")
+
+        joined = await client.join(sid)
+        assert joined.seq == 2
+        assert [p.user_id for p in joined.presence] == ["echo"]
+        async with server.client("alice") as alice:
+            await alice.subscribe(sid)
+            sent = await alice.say(sid, "hello bot")
+            reply = await message_from(alice, "echo")
+            assert reply["text"] == "echo: hello bot"
+            assert reply["parent_id"] == sent["message_id"]
+        # the bot never answered its own reply
+        assert [m.text for m in seen] == ["hello bot"]
+        assert seen[0].author == "alice"
+        # the reply is stored
+        messages = await client.rest.list_messages(sid)
+        assert [m.text for m in messages] == ["hello bot", "echo: hello bot"]
+
+
+async def test_mentions_filter_and_own_messages(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with bot(server, "helper") as client:
+        mentioned: list[str] = []
+        everything: Seen[str] = Seen()
+
+        @client.on_message(mentioned=True)
+        async def on_mention(message: Message, ctx: MessageContext) -> None:
+            mentioned.append(ctx.text)
+
+        @client.on_message(include_own=True)
+        async def on_any(message: Message, ctx: MessageContext) -> None:
+            everything.add(message.text)
+
+        await client.join(sid)
+        await client.send(sid, "I am the bot")
+        async with server.http("alice") as h:
+            for text in ["no mention here", "hey @Helper  do   this", "mail@helper is not one"]:
+                r = await h.post(f"/sessions/{sid}/messages", json={"text": text})
+                assert r.status_code == 201
+        seen = await everything.wait(lambda items: len(items) == 4)
+        assert mentioned == ["hey do this"]
+        assert seen[0] == "I am the bot"
+
+
+async def test_handler_exceptions_are_logged_and_the_bot_goes_on(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with bot(server) as client:
+        handled: Seen[str] = Seen()
+
+        @client.on_message
+        async def fragile(message: Message, ctx: MessageContext) -> None:
+            if message.text == "boom":
+                raise RuntimeError("handler broke")
+            handled.add(message.text)
+
+        await client.join(sid)
+        async with server.http("alice") as h:
+            for text in ["boom", "after"]:
+                await h.post(f"/sessions/{sid}/messages", json={"text": text})
+        assert await handled.wait(lambda items: len(items) == 1) == ["after"]
+
+
+async def test_typing_and_presence_are_seen_by_others(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with server.client("alice") as alice:
+        await alice.subscribe(sid)
+        async with bot(server) as client:
+            typing: Seen[Event] = Seen()
+
+            @client.on_event("typing")
+            async def on_typing(event: Event) -> None:
+                typing.add(event)
+
+            joined = await client.join(sid)
+            assert sorted(p.user_id for p in joined.presence) == ["alice", "echo"]
+            arrived = await alice.wait_for(lambda f: f.get("event") == "presence.joined")
+            assert arrived["data"]["user_id"] == "echo"
+            assert [p.user_id for p in await client.presence(sid)] == ["alice", "echo"]
+
+            async with client.typing_while(sid, interval=0.05):
+                first = await alice.wait_for(lambda f: f.get("event") == "typing")
+                assert first["data"] == {"user_id": "echo", "name": "echo", "active": True}
+            stopped = await alice.wait_for(
+                lambda f: f.get("event") == "typing" and not f["data"]["active"]
+            )
+            assert stopped["data"]["user_id"] == "echo"
+
+            await alice.request({"type": "typing", "session": sid})
+            await typing.wait(lambda items: any(e.data["user_id"] == "alice" for e in items))
+        left = await alice.wait_for(lambda f: f.get("event") == "presence.left")
+        assert left["data"]["user_id"] == "echo"
+    async with bot(server) as client:
+        departures: Seen[Event] = Seen()
+
+        @client.on_event("presence.left")
+        async def on_left(event: Event) -> None:
+            departures.add(event)
+
+        async with server.client("alice") as alice:
+            await alice.subscribe(sid)
+            await client.join(sid)
+            assert [p.user_id for p in client.present(sid)] == ["alice", "echo"]
+        await departures.wait(lambda items: len(items) == 1)
+        assert [p.user_id for p in client.present(sid)] == ["echo"]
+
+
+async def test_bad_token_raises_unauthenticated(sqlite_server: RunningServer) -> None:
+    client = ParleyClient(sqlite_server.base_url, "not-a-token")
+    with pytest.raises(Unauthenticated) as err:
+        await client.connect()
+    assert err.value.code == "unauthenticated"
+    expired = sqlite_server.token("echo", kind=UserKind.BOT, ttl_seconds=-10)
+    with pytest.raises(Unauthenticated):
+        async with ParleyClient(sqlite_server.base_url, expired):
+            pass
+
+
+async def test_server_errors_are_typed(server: RunningServer) -> None:
+    other = await server.create_session("zed", tenant="other")
+    async with bot(server) as client:
+        with pytest.raises(NotFound) as err:
+            await client.join(other)
+        assert err.value.code == "not_found"
+        with pytest.raises(NotFound) as rest_err:
+            await client.rest.get_session(other)
+        assert rest_err.value.status == 404
+        assert client.joined() == []
