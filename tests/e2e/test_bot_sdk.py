@@ -19,8 +19,11 @@ from parley.client import (
     ParleyClient,
     Unauthenticated,
 )
+from parley.config import Settings
+from parley.errors import CloseCode
 from parley.governance.auth import UserKind
-from tests.support import RunningServer, WsClient
+from tests.services import free_port
+from tests.support import RunningServer, WsClient, start_server
 
 TIMEOUT = 10.0
 T = TypeVar("T")
@@ -202,3 +205,100 @@ async def test_server_errors_are_typed(server: RunningServer) -> None:
             await client.rest.get_session(other)
         assert rest_err.value.status == 404
         assert client.joined() == []
+
+
+def _bot_connections(server: RunningServer, user: str) -> list[Any]:
+    hub = server.app.state.hub
+    return [c for c in hub.connections if c.principal is not None and c.principal.user_id == user]
+
+
+async def test_connection_killed_by_the_server_resumes_without_gaps_or_duplicates(
+    sqlite_server: RunningServer,
+) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with bot(server) as client:
+        handled: Seen[Message] = Seen()
+
+        @client.on_message
+        async def answer(message: Message, ctx: MessageContext) -> None:
+            await ctx.reply(f"re {message.text}")
+            handled.add(message)  # after its reply is stored
+
+        await client.join(sid)
+        async with server.http("alice") as h:
+            await h.post(f"/sessions/{sid}/messages", json={"text": "m0"})
+            await handled.wait(lambda items: len(items) == 1)
+            (conn,) = _bot_connections(server, "echo")
+            conn.close(CloseCode.SLOW_CONSUMER, "test: cut off")
+            for i in range(1, 6):
+                r = await h.post(f"/sessions/{sid}/messages", json={"text": f"m{i}"})
+                assert r.status_code == 201
+            await handled.wait(lambda items: len(items) == 6)
+            assert [m.text for m in handled.items] == [f"m{i}" for i in range(6)]
+            assert client.transport.reconnects >= 1
+            r = await h.get(f"/sessions/{sid}/messages")
+            replies = [m for m in r.json()["items"] if m["author"] == "echo"]
+        assert sorted(m["text"] for m in replies) == [f"re m{i}" for i in range(6)]
+        assert client.last_seq(sid) == max(m["seq"] for m in r.json()["items"])
+
+
+async def test_send_cut_off_by_a_reconnect_is_stored_once(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with bot(server) as client:
+        await client.join(sid)
+        results = []
+        for i in range(5):
+            pending = asyncio.ensure_future(client.send(sid, f"retry {i}", client_id=f"k{i}"))
+            await asyncio.sleep(0)  # the frame is handed to the socket...
+            await client.transport.kill()  # ...which drops before the ack can come back
+            results.append(await pending)
+        assert [r.client_id for r in results] == [f"k{i}" for i in range(5)]
+        texts = [m.text for m in await client.rest.list_messages(sid)]
+        assert texts == [f"retry {i}" for i in range(5)]
+
+
+async def test_server_restart_on_the_same_database_resumes_every_joined_session(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(database_url=database_url, port=free_port())
+    async with start_server(settings) as server:
+        first = await server.create_session("alice")
+        second = await server.create_session("alice")
+        client = ParleyClient(
+            server.base_url,
+            server.token("echo", kind=UserKind.BOT),
+            backoff=Backoff(base=0.05, max_delay=0.3),
+        )
+        await client.connect()
+        handled: Seen[Message] = Seen()
+
+        @client.on_message
+        async def answer(message: Message, ctx: MessageContext) -> None:
+            await ctx.reply(f"re {message.text}")
+            handled.add(message)  # after its reply is stored
+
+        await client.join(first)
+        await client.join(second)
+        async with server.http("alice") as h:
+            for sid in (first, second):
+                await h.post(f"/sessions/{sid}/messages", json={"text": f"before {sid[-4:]}"})
+        await handled.wait(lambda items: len(items) == 2)
+    try:
+        async with start_server(settings) as server:
+            async with server.http("alice") as h:
+                for i in range(3):
+                    for sid in (first, second):
+                        r = await h.post(f"/sessions/{sid}/messages", json={"text": f"after {i}"})
+                        assert r.status_code == 201
+            await handled.wait(lambda items: len(items) == 8)
+            for sid in (first, second):
+                texts = [m.text for m in handled.items if m.session == sid]
+                assert texts == [f"before {sid[-4:]}"] + [f"after {i}" for i in range(3)]
+                async with server.http("alice") as h:
+                    items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
+                replies = sorted(m["text"] for m in items if m["author"] == "echo")
+                assert replies == sorted(f"re {t}" for t in texts)
+    finally:
+        await client.close()
