@@ -17,11 +17,13 @@ from parley.client import (
     MessageContext,
     NotFound,
     ParleyClient,
+    StreamStopped,
     Unauthenticated,
 )
 from parley.config import Settings
 from parley.errors import CloseCode
 from parley.governance.auth import UserKind
+from parley.relay.assembler import StreamAssembler
 from tests.services import free_port
 from tests.support import RunningServer, WsClient, start_server
 
@@ -302,3 +304,152 @@ async def test_server_restart_on_the_same_database_resumes_every_joined_session(
                 assert replies == sorted(f"re {t}" for t in texts)
     finally:
         await client.close()
+
+
+async def test_streamed_reply_reaches_watchers_in_order_and_is_stored(
+    server: RunningServer,
+) -> None:
+    sid = await server.create_session("alice")
+    pieces = ["Once ", "upon ", "a “time”, ", "🙂 ", "the ", "end."]
+    async with bot(server, "teller") as client:
+
+        @client.on_message
+        async def tell(message: Message, ctx: MessageContext) -> None:
+            async with ctx.stream_reply(metadata={"story": True}) as stream:
+                for piece in pieces:
+                    await stream.write(piece)
+                    await asyncio.sleep(0.05)  # a model producing tokens
+
+        await client.join(sid)
+        async with server.client("alice") as alice:
+            await alice.subscribe(sid)
+            assembler = StreamAssembler()
+            prompt = await alice.say(sid, "tell me a story")
+            deltas: list[dict[str, Any]] = []
+            while True:
+                frame = await alice.wait_for(lambda f: f["type"] == "event")
+                assert not assembler.feed(frame)  # never out of order
+                if frame["event"] == "stream.delta":
+                    deltas.append(frame["data"])
+                if frame["event"] == "stream.finished":
+                    break
+            started = next(iter(assembler.streams.values()))
+            assert started.info["assistant"]["user_id"] == "teller"
+            assert started.info["prompt_id"] == prompt["message_id"]
+            assert started.final == "".join(pieces)
+            assert started.text == "".join(pieces)
+            assert len(deltas) > 1  # it really streamed
+            assert [d["offset"] for d in deltas[1:]] == [d["end"] for d in deltas[:-1]]
+            assert started.finish_reason == "stop"
+        stored = await client.rest.list_messages(sid)
+        answer = stored[-1]
+        assert answer.author == "teller"
+        assert answer.text == "".join(pieces)
+        assert answer.parent_id == prompt["message_id"]
+        assert answer.metadata["story"] is True
+        assert answer.metadata["finish_reason"] == "stop"
+
+
+async def test_joining_mid_stream_gets_the_text_so_far(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with bot(server, "teller") as client:
+        await client.join(sid)
+        async with client.stream(sid) as stream:
+            await stream.write("first half, ")
+            await stream.flush()
+            async with server.client("alice") as alice:
+                # alice's subscribe ack is followed by the stream's text so far
+                await alice.subscribe(sid)
+                snapshot = await alice.wait_for(lambda f: f.get("event") == "stream.snapshot")
+                (running,) = snapshot["data"]["streams"]
+                assert running["text"] == "first half, "
+                assembler = StreamAssembler()
+                assembler.feed(snapshot)
+                await stream.write("second half")
+                delta = await alice.wait_for(lambda f: f.get("event") == "stream.delta")
+                assembler.feed(delta)
+                assert assembler.text(running["stream_id"]) == "first half, second half"
+        assert stream.result is not None
+        assert stream.result.seq == 4  # after the bot's participant.joined (3)
+        (message,) = await client.rest.list_messages(sid)
+        assert message.text == "first half, second half"
+
+
+async def test_a_user_can_stop_a_bot_stream(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with bot(server, "teller") as client, server.client("alice") as alice:
+        await client.join(sid)
+        await alice.subscribe(sid)
+        stream = client.stream(sid)
+        stream_id = await stream.start()
+        await stream.write("some text")
+        await alice.wait_for(lambda f: f.get("event") == "stream.delta")
+        stopped = await alice.request({"type": "stop", "session": sid, "stream_id": stream_id})
+        assert stopped["status"] == "stopping"
+        finished = await alice.wait_for(lambda f: f.get("event") == "stream.finished")
+        assert finished["data"]["finish_reason"] == "cancelled"
+        assert finished["data"]["stopped_by"] == "alice"
+        await stream.write("more ")
+        with pytest.raises(StreamStopped):
+            await stream.flush()
+        with pytest.raises(StreamStopped):
+            await stream.write("and more")
+        (message,) = await client.rest.list_messages(sid)
+        assert message.text == "some text"
+        assert message.metadata["finish_reason"] == "cancelled"
+
+
+async def test_a_stream_cut_by_a_reconnect_is_stored_once_and_whole(
+    server: RunningServer,
+) -> None:
+    sid = await server.create_session("alice")
+    async with bot(server, "teller") as client, server.client("alice") as alice:
+        await client.join(sid)
+        await alice.subscribe(sid)
+        async with client.stream(sid) as stream:
+            await stream.write("before the cut, ")
+            await alice.wait_for(lambda f: f.get("event") == "stream.delta")
+            await client.transport.kill()
+            interrupted = await alice.wait_for(lambda f: f.get("event") == "stream.finished")
+            assert interrupted["data"]["finish_reason"] == "interrupted"
+            await stream.write("after the cut.")
+        assert stream.interrupted
+        (message,) = await client.rest.list_messages(sid)
+        assert message.text == "before the cut, after the cut."
+        assert message.author == "teller"
+
+
+async def test_stream_frames_refuse_what_they_must(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    async with server.client("bob") as bob, server.client("carol") as carol:
+        started = await bob.request({"type": "stream_start", "session": sid})
+        assert started["type"] == "ack"
+        stream_id = started["stream_id"]
+        again = await bob.request({"type": "stream_start", "session": sid})
+        assert again["code"] == "assistant_busy"
+        # only the connection that started it may write it
+        other = await carol.request(
+            {"type": "stream_delta", "session": sid, "stream_id": stream_id, "text": "x"}
+        )
+        assert other["code"] == "not_found"
+        empty = await bob.request(
+            {"type": "stream_delta", "session": sid, "stream_id": stream_id, "text": ""}
+        )
+        assert empty["code"] == "invalid_frame"
+        bad_parent = await carol.request(
+            {"type": "stream_start", "session": sid, "parent_id": "nope"}
+        )
+        assert bad_parent["code"] == "not_found"
+        ended = await bob.request({"type": "stream_end", "session": sid, "stream_id": stream_id})
+        assert ended["message_id"] is None  # nothing written, nothing stored
+        late = await bob.request(
+            {"type": "stream_delta", "session": sid, "stream_id": stream_id, "text": "x"}
+        )
+        assert late["code"] == "conflict"
+    other_tenant = await server.create_session("zed", tenant="other")
+    async with server.client("bob") as bob:
+        hidden = await bob.request({"type": "stream_start", "session": other_tenant})
+        assert hidden["code"] == "not_found"

@@ -27,6 +27,7 @@ from parley.client.errors import (
     ProtocolViolation,
     RateLimited,
     ServerError,
+    StreamStopped,
     Unauthenticated,
 )
 from parley.client.models import (
@@ -64,6 +65,7 @@ __all__ = [
     "ServerError",
     "Session",
     "StreamReply",
+    "StreamStopped",
     "Unauthenticated",
     "User",
 ]

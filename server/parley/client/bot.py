@@ -20,7 +20,7 @@ import structlog
 
 from parley.client.backoff import Backoff
 from parley.client.context import MessageContext, StreamReply, keep_typing
-from parley.client.errors import ClientClosed, NotFound, ServerError
+from parley.client.errors import ClientClosed, NotFound, ServerError, StreamStopped
 from parley.client.models import Event, JoinResult, Message, Presence, SendResult, User
 from parley.client.rest import RestClient
 from parley.client.tracker import SeqTracker
@@ -415,5 +415,7 @@ class ParleyClient:
             raise
         except ClientClosed:
             pass
+        except StreamStopped as exc:
+            log.info("a streamed reply was stopped", by=exc.details)
         except Exception:
             log.exception("handler failed", handler=getattr(handler, "__name__", repr(handler)))

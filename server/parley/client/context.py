@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from parley.client.errors import Conflict, ConnectionLost, NotFound, ServerError, StreamStopped
 from parley.client.models import Message, SendResult
+from parley.ids import new_id
+from parley.relay.text import Coalescer
 
 if TYPE_CHECKING:
     from parley.client.bot import ParleyClient
@@ -104,11 +107,19 @@ async def keep_typing(
 
 class StreamReply:
     """A message streamed into a session (``stream_start`` / ``stream_delta`` / ``stream_end``
-    frames). Every subscriber sees ``stream.started``, ``stream.delta`` events and then the
+    frames). Every subscriber sees ``stream.started`` and ``stream.delta`` events, then the
     stored ``message.created`` and ``stream.finished``, exactly as for an assistant's answer.
 
     Use it as an async context manager: the message is stored when the block ends; if the
-    block raises, what was written is stored with finish reason ``cancelled``.
+    block raises, what was written is stored with finish reason ``cancelled``. Writes are
+    coalesced (one frame every ``flush_interval`` seconds or ``flush_bytes`` bytes) to stay
+    well under the server's frame rate.
+
+    If the connection drops mid-stream, the server stores the text so far as
+    ``interrupted``; ``finish`` then posts the whole text with the same ``client_id`` after the
+    reconnect, which answers with that partial message, and edits it to the whole text. So
+    the message is stored once, complete. If someone stops the stream, ``write`` raises
+    :class:`StreamStopped`.
     """
 
     def __init__(
@@ -119,16 +130,24 @@ class StreamReply:
         parent_id: str | None = None,
         client_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        flush_interval: float = 0.04,
+        flush_bytes: int = 512,
     ) -> None:
         self.client = client
         self.session_id = session_id
         self.parent_id = parent_id
-        self.client_id = client_id
+        self.client_id = client_id or new_id()
         self.metadata = metadata
         self.stream_id: str | None = None
         self.text = ""
         self.result: SendResult | None = None
+        self.interrupted = False  # the connection dropped: recover in finish()
+        self._stopped: StreamStopped | None = None
+        self._done = False
         self._acks: list[asyncio.Future[dict[str, Any]]] = []
+        self._flush_interval = flush_interval
+        self._flush_bytes = flush_bytes
+        self._coalescer: Coalescer | None = None
 
     async def __aenter__(self) -> StreamReply:
         await self.start()
@@ -140,70 +159,138 @@ class StreamReply:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.result is None and self.stream_id is not None:
+        if not self._done and self._stopped is None and self.stream_id is not None:
             await self.finish(cancelled=exc is not None)
 
     async def start(self) -> str:
         """Open the stream; returns its id."""
-        frame: dict[str, Any] = {"type": "stream_start", "session": self.session_id}
+        frame: dict[str, Any] = {
+            "type": "stream_start",
+            "session": self.session_id,
+            "client_id": self.client_id,
+        }
         if self.parent_id is not None:
             frame["parent_id"] = self.parent_id
-        if self.client_id is not None:
-            frame["client_id"] = self.client_id
         ack = await self.client.transport.request(frame)
         self.stream_id = str(ack["stream_id"])
+        self._coalescer = Coalescer(
+            self._flush, interval=self._flush_interval, max_bytes=self._flush_bytes
+        )
         return self.stream_id
 
     async def write(self, text: str) -> None:
-        """Append ``text``. It goes out at once; a refusal (the stream was stopped by someone,
-        or the connection dropped) is raised by a later ``write`` or by ``finish``."""
-        if not text:
-            return
-        if self.stream_id is None:
-            raise RuntimeError("start the stream first (use it as an async context manager)")
-        self._raise_failed()
-        self._acks.append(
-            self.client.transport.submit(
-                {
-                    "type": "stream_delta",
-                    "session": self.session_id,
-                    "stream_id": self.stream_id,
-                    "text": text,
-                }
+        """Append ``text``: watchers see it within ``flush_interval`` seconds."""
+        if self._stopped is not None:
+            raise self._stopped
+        if self._coalescer is None or self._done:
+            raise RuntimeError("the stream is not open (use it as an async context manager)")
+        if text:
+            self.text += text
+            self._coalescer.add(text)
+
+    async def flush(self) -> None:
+        """Wait until the server has taken everything written so far."""
+        if self._coalescer is not None and not self._done:
+            await self._coalescer.close()
+            self._coalescer = Coalescer(
+                self._flush, interval=self._flush_interval, max_bytes=self._flush_bytes
             )
+        await asyncio.gather(*self._acks, return_exceptions=True)
+        self._acks = [ack for ack in self._acks if not ack.done()]
+        if self._stopped is not None:
+            raise self._stopped
+
+    async def _flush(self, text: str) -> None:
+        if self.interrupted or self._stopped is not None:
+            return
+        future = self.client.transport.submit(
+            {
+                "type": "stream_delta",
+                "session": self.session_id,
+                "stream_id": self.stream_id,
+                "text": text,
+            }
         )
-        self.text += text
+        future.add_done_callback(self._delta_done)
+        self._acks.append(future)
 
-    def _raise_failed(self) -> None:
-        while self._acks and self._acks[0].done():
-            ack = self._acks.pop(0)
-            ack.result()  # raises the typed error of a refused delta
+    def _delta_done(self, future: asyncio.Future[dict[str, Any]]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is None:
+            return
+        if _stopped_by_someone(exc):
+            assert isinstance(exc, ServerError)
+            self._stopped = StreamStopped(exc.code, exc.message, details=exc.details)
+        else:  # the connection dropped; the server stored the text so far as interrupted
+            self.interrupted = True
 
-    async def finish(self, *, cancelled: bool = False) -> SendResult:
-        """Store the streamed text as a message (``cancelled``: with that finish reason)."""
-        if self.stream_id is None:
+    async def finish(self, *, cancelled: bool = False) -> SendResult | None:
+        """Store the streamed text as a message (``cancelled``: with that finish reason).
+        None when nothing was written (nothing is stored)."""
+        if self.stream_id is None or self._coalescer is None:
             raise RuntimeError("the stream was never started")
-        frame: dict[str, Any] = {
-            "type": "stream_end",
-            "session": self.session_id,
-            "stream_id": self.stream_id,
-        }
-        if cancelled:
-            frame["cancel"] = True
-        if self.metadata is not None:
-            frame["metadata"] = self.metadata
-        end = self.client.transport.submit(frame)
-        results = await asyncio.gather(*self._acks, return_exceptions=True)
+        self._done = True
+        await self._coalescer.close()
+        await asyncio.gather(*self._acks, return_exceptions=True)
         self._acks.clear()
-        ack = await end
-        for failure in results:
-            if isinstance(failure, BaseException) and not cancelled:
-                log.warning("a stream delta was refused", error=str(failure))
-        self.result = SendResult(
+        if self._stopped is not None:
+            raise self._stopped
+        if not self.interrupted:
+            frame: dict[str, Any] = {
+                "type": "stream_end",
+                "session": self.session_id,
+                "stream_id": self.stream_id,
+            }
+            if cancelled:
+                frame["cancel"] = True
+            if self.metadata is not None:
+                frame["metadata"] = self.metadata
+            try:
+                ack = await self.client.transport.request(frame)
+            except (ConnectionLost, NotFound):
+                self.interrupted = True
+            except Conflict as exc:
+                if _stopped_by_someone(exc):
+                    raise StreamStopped(exc.code, exc.message, details=exc.details) from None
+                self.interrupted = True
+            else:
+                if ack.get("message_id") is not None:
+                    self.result = SendResult(
+                        self.session_id,
+                        str(ack["message_id"]),
+                        int(ack["seq"]),
+                        self.client_id,
+                        bool(ack.get("duplicate")),
+                    )
+                return self.result
+        return await self._recover(cancelled)
+
+    async def _recover(self, cancelled: bool) -> SendResult | None:
+        """After a dropped connection: store the whole text once (see the class docstring)."""
+        if not self.text.strip():
+            return None
+        log.info("stream interrupted by a reconnect; storing the whole text", stream=self.stream_id)
+        metadata = {
+            **(self.metadata or {}),
+            "stream_id": self.stream_id,
+            "finish_reason": "cancelled" if cancelled else "stop",
+        }
+        sent = await self.client.send(
             self.session_id,
-            str(ack["message_id"]),
-            int(ack["seq"]),
-            self.client_id,
-            bool(ack.get("duplicate")),
+            self.text,
+            parent_id=self.parent_id,
+            metadata=metadata,
+            client_id=self.client_id,
         )
-        return self.result
+        if sent.duplicate:  # the server stored the text so far: complete it
+            await self.client.edit(
+                self.session_id, sent.message_id, text=self.text, metadata=metadata
+            )
+        self.result = sent
+        return sent
+
+
+def _stopped_by_someone(exc: BaseException) -> bool:
+    if not isinstance(exc, Conflict) or not isinstance(exc.details, dict):
+        return False
+    return exc.details.get("finish_reason") == "cancelled"

@@ -8,7 +8,8 @@
     │   ├── NotFound                no such session or message, or another tenant's
     │   ├── Forbidden               the bot's role does not allow it
     │   ├── Conflict                contradicts the current state (also ``session_archived``,
-    │   │                           ``assistant_busy``)
+    │   │   │                       ``assistant_busy``)
+    │   │   └── StreamStopped       someone stopped the message the bot was streaming
     │   ├── RateLimited             too fast; ``retry_after`` seconds
     │   ├── InvalidRequest          well-formed but invalid (also ``text_too_long``)
     │   └── ProtocolViolation       the SDK sent a frame the server could not read (a bug)
@@ -57,6 +58,11 @@ class Forbidden(ServerError):
 
 class Conflict(ServerError):
     """The request contradicts the current state (deleted message, archived session...)."""
+
+
+class StreamStopped(Conflict):
+    """Someone sent ``stop`` for the message the bot is streaming; the server stored the text
+    written so far (finish reason ``cancelled``). Stop generating."""
 
 
 class RateLimited(ServerError):

@@ -217,6 +217,40 @@ async def _streams(ctx: CommandContext, frame: f.Streams) -> None:
     )
 
 
+# -- messages streamed by the client (relay/client_streams.py) ----------------------------------
+
+
+async def _stream_start(ctx: CommandContext, frame: f.StreamStart) -> None:
+    answer = await ctx.relay.client_streams.start(
+        ctx.principal,
+        ctx.conn.id,
+        frame.session,
+        parent_id=frame.parent_id,
+        client_id=frame.client_id,
+    )
+    ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
+
+
+async def _stream_delta(ctx: CommandContext, frame: f.StreamDelta) -> None:
+    answer = await ctx.relay.client_streams.append(
+        ctx.principal, ctx.conn.id, frame.session, frame.stream_id, frame.text
+    )
+    if frame.id is not None:
+        ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
+
+
+async def _stream_end(ctx: CommandContext, frame: f.StreamEnd) -> None:
+    answer = await ctx.relay.client_streams.finish(
+        ctx.principal,
+        ctx.conn.id,
+        frame.session,
+        frame.stream_id,
+        cancel=frame.cancel,
+        metadata=frame.metadata,
+    )
+    ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
+
+
 HANDLERS: dict[type[Any], Handler] = {
     f.Subscribe: _subscribe,
     f.Unsubscribe: _unsubscribe,
@@ -231,4 +265,7 @@ HANDLERS: dict[type[Any], Handler] = {
     f.Ask: _ask,
     f.Stop: _stop,
     f.Streams: _streams,
+    f.StreamStart: _stream_start,
+    f.StreamDelta: _stream_delta,
+    f.StreamEnd: _stream_end,
 }

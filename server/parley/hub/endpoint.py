@@ -74,6 +74,7 @@ class SocketEndpoint:
             await pump.run(receive)
         finally:
             await self.hub.remove_connection(conn)
+            await self.relay.client_streams.disconnected(conn.id)
             if conn.is_open:
                 conn.close(CloseCode.NORMAL)
             await conn.wait_closed(1.0)

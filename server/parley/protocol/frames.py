@@ -138,6 +138,30 @@ class Streams(_Frame):
     session: SessionId
 
 
+# Messages a client streams (docs/protocol.md, "Streaming a message"): the relay's stream
+# events, written by a bot instead of an LLM.
+class StreamStart(_Frame):
+    type: Literal["stream_start"]
+    session: SessionId
+    parent_id: MessageId | None = None  # of the message being written
+    client_id: ClientId | None = None  # of the message being written (idempotent store)
+
+
+class StreamDelta(_Frame):
+    type: Literal["stream_delta"]
+    session: SessionId
+    stream_id: StreamId
+    text: Annotated[str, StringConstraints(min_length=1)]
+
+
+class StreamEnd(_Frame):
+    type: Literal["stream_end"]
+    session: SessionId
+    stream_id: StreamId
+    cancel: bool = False  # store what was written with finish reason "cancelled"
+    metadata: Metadata | None = None  # of the stored message
+
+
 ClientFrame = Annotated[
     Hello
     | Subscribe
@@ -152,7 +176,10 @@ ClientFrame = Annotated[
     | Doc
     | Ask
     | Stop
-    | Streams,
+    | Streams
+    | StreamStart
+    | StreamDelta
+    | StreamEnd,
     Field(discriminator="type"),
 ]
 
@@ -160,4 +187,5 @@ CLIENT_FRAME_TYPES = frozenset(
     {"hello", "subscribe", "unsubscribe", "send", "edit", "delete", "typing", "ping"}
     | {"doc_join", "doc_leave", "doc"}
     | {"ask", "stop", "streams"}
+    | {"stream_start", "stream_delta", "stream_end"}
 )

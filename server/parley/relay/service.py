@@ -43,6 +43,7 @@ from parley.errors import Conflict, ErrorCode, NotFound, ParleyError
 from parley.governance.auth import Principal, UserKind
 from parley.ids import iso, new_id, utcnow
 from parley.relay.assistants import USER_PREFIX, AssistantSpec, AssistantStore, Trigger
+from parley.relay.client_streams import CLIENT_PROVIDER, ClientStreams
 from parley.relay.context import build_request, estimate_tokens, read_branch
 from parley.relay.prices import PriceTable
 from parley.relay.providers.base import (
@@ -82,6 +83,18 @@ class Ephemeral(Protocol):
     async def publish_ephemeral(
         self, tenant_id: str, session_id: str, name: str, data: dict[str, Any]
     ) -> None: ...
+
+
+class RunningStream(Protocol):
+    """What the lease renewal and stops need of a stream this process runs: an assistant's
+    :class:`Generation`, or a message a client streams (``relay/client_streams.py``)."""
+
+    info: StreamInfo
+    flushed: list[str]
+
+    def stop(self, reason: str) -> None: ...
+
+    def abandon(self) -> None: ...
 
 
 class GenerationLimit(ParleyError):
@@ -419,12 +432,13 @@ class Relay:
         self.prices = prices or PriceTable(settings.relay_price_file)
         self.assistants = AssistantStore(service)
         self.node = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.running: dict[tuple[str, str], Generation] = {}
+        self.running: dict[tuple[str, str], RunningStream] = {}
         self._runs: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._kinds: dict[tuple[str, str], str] = {}
         self._closing = False
+        self.client_streams = ClientStreams(self)  # messages bots stream (stream_* frames)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -741,9 +755,10 @@ class Relay:
             # A message needs text or parts; an answer that never started still leaves a
             # record of what happened, so the conversation shows it.
             parts = [{"type": "notice", "finish_reason": outcome.finish_reason}]
-        author = Principal(
-            info.tenant_id, info.assistant_user, info.assistant_name, UserKind.ASSISTANT
-        )
+        kind = UserKind.ASSISTANT
+        if info.provider == CLIENT_PROVIDER:  # a bot's stream, reaped: keep the bot's kind
+            kind = UserKind(await self._kind_of(info.tenant_id, info.assistant_user))
+        author = Principal(info.tenant_id, info.assistant_user, info.assistant_name, kind)
         delay = 0.2
         for attempt in range(4):
             try:
