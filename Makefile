@@ -38,8 +38,8 @@ serve: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(DEVSTAMP)
-	$(BIN)/ruff check server tests load_tests
-	$(BIN)/ruff format --check server tests load_tests
+	$(BIN)/ruff check server tests load_tests examples
+	$(BIN)/ruff format --check server tests load_tests examples
 
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy

@@ -4,8 +4,11 @@ typing, presence, reconnects with resume, typed errors, and the example bots."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pytest
@@ -453,3 +456,86 @@ async def test_stream_frames_refuse_what_they_must(sqlite_server: RunningServer)
     async with server.client("bob") as bob:
         hidden = await bob.request({"type": "stream_start", "session": other_tenant})
         assert hidden["code"] == "not_found"
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@asynccontextmanager
+async def example_bot(
+    server: RunningServer, script: str, user: str, sid: str, *extra: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Run an example bot as its own process until it has joined ``sid``; SIGTERM at the end
+    must stop it cleanly."""
+    token = server.token(user, kind=UserKind.BOT)
+    args = ["--url", server.base_url, "--token", token, "--session", sid, *extra]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while f"joined {sid}" not in "".join(output):
+                line = await proc.stdout.readline()
+                assert line, "the bot exited early:\n" + "".join(output)
+                output.append(line.decode())
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                rest = await proc.stdout.read()
+                code = await proc.wait()
+            assert code == 0, "".join(output) + rest.decode()
+
+
+async def test_echo_bot_example_answers_and_stops_cleanly(server: RunningServer) -> None:
+    sid = await server.create_session("alice")
+    async with (
+        example_bot(server, "echo_bot.py", "echo", sid, "--stream"),
+        server.client("alice") as alice,
+    ):
+        await alice.subscribe(sid)
+        sent = await alice.say(sid, "is anybody there?")
+        started = await alice.wait_for(lambda f: f.get("event") == "stream.started")
+        assert started["data"]["assistant"]["user_id"] == "echo"
+        reply = await message_from(alice, "echo", timeout=20)
+        assert reply["text"] == "echo: is anybody there?"
+        assert reply["parent_id"] == sent["message_id"]
+
+
+async def test_summarize_bot_example_summarizes_on_request(server: RunningServer) -> None:
+    sid = await server.create_session("alice")
+    conversation = [
+        "Morning! The database migration failed again last night.",
+        "Which database migration? The billing one?",
+        "Yes. The billing database migration locks the invoices table for an hour.",
+        "Lunch at noon?",
+        "We could split the billing migration into batches so the invoices table stays free.",
+        "Good idea, batches it is.",
+    ]
+    async with (
+        example_bot(server, "summarize_bot.py", "summarizer", sid, "--sentences", "2"),
+        server.client("alice") as alice,
+    ):
+        await alice.subscribe(sid)
+        for text in conversation:
+            await alice.say(sid, text)
+        await alice.say(sid, "@summarizer hello")
+        hint = await message_from(alice, "summarizer", timeout=20)
+        assert "summarize" in hint["text"]
+        await alice.say(sid, "@Summarizer please summarize")
+        typing = await alice.wait_for(lambda f: f.get("event") == "typing")
+        assert typing["data"]["user_id"] == "summarizer"
+        summary = await message_from(alice, "summarizer", timeout=20)
+    lines = summary["text"].splitlines()
+    assert lines[0] == "Summary of the last 7 messages:"
+    assert lines[1:] == [
+        "• The database migration failed again last night.",
+        "• The billing database migration locks the invoices table for an hour.",
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -89,6 +90,7 @@ class ParleyClient:
         self._routes: list[_Route] = []
         self._event_handlers: dict[str, list[EventHandler]] = {}
         self._closed = False
+        self._closer: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -137,12 +139,28 @@ class ParleyClient:
         await self.transport.close()
         await self.rest.aclose()
 
-    async def run_forever(self) -> None:
-        """Wait until the client is closed or gives up (a refused token on reconnect): then
-        raise why."""
-        await self.transport.done.wait()
+    async def run_forever(self, *, stop_on_signals: bool = False) -> None:
+        """Wait until the client is closed, or gives up (a token refused on a reconnect):
+        then raise why. ``stop_on_signals``: SIGINT and SIGTERM close the client gracefully
+        (for a bot's main program)."""
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if stop_on_signals else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self._close_soon)
+        try:
+            await self.transport.done.wait()
+            if self._closer is not None:
+                await self._closer
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
         if self.transport.failure is not None:
             raise self.transport.failure
+
+    def _close_soon(self) -> None:
+        if self._closer is None:
+            log.info("stopping")
+            self._closer = asyncio.get_running_loop().create_task(self.close())
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -342,6 +360,26 @@ class ParleyClient:
         return StreamReply(
             self, session_id, parent_id=parent_id, client_id=client_id, metadata=metadata
         )
+
+    async def ask(
+        self,
+        session_id: str,
+        assistant: str,
+        *,
+        text: str | None = None,
+        message_id: str | None = None,
+        client_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask one of the session's assistants (docs/relay.md) to answer ``text`` (posted as
+        the bot's message first) or ``message_id`` (default: the latest message). Returns the
+        ack (``stream_id``, ``status``); the answer streams to every subscriber."""
+        frame: dict[str, Any] = {"type": "ask", "session": session_id, "assistant": assistant}
+        if text is not None:
+            frame["text"] = text
+            frame["client_id"] = client_id or new_id()
+        if message_id is not None:
+            frame["message_id"] = message_id
+        return await self.transport.request(frame, resend=text is not None)
 
     # -- REST shortcuts ---------------------------------------------------------------------
 
