@@ -416,12 +416,7 @@ class ParleyClient:
             joined.present[p.user_id] = p
         elif event.name == "presence.left":
             joined.present.pop(str(event.data.get("user_id")), None)
-        elif event.name == "session.deleted":
-            self._spawn_forget(joined.session_id)
         joined.queue.put_nowait(event)
-
-    def _spawn_forget(self, session_id: str) -> None:
-        asyncio.get_running_loop().call_soon(self._forget, session_id)
 
     async def _work(self, joined: _Joined) -> None:
         while True:

@@ -100,6 +100,7 @@ class Transport:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         if self._runner is not None:
+            self._runner.cancel()  # it may be waiting to reconnect
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         self._fail_all(ClientClosed("the client was closed"))
@@ -114,16 +115,23 @@ class Transport:
 
     async def request(self, frame: dict[str, Any], *, resend: bool = False) -> dict[str, Any]:
         """Send ``frame`` with a fresh id; its ``ack`` (an ``error`` raises, typed). Waits at
-        most ``request_timeout`` seconds, reconnects included."""
-        future = self.submit(frame, resend=resend)
-        async with asyncio.timeout(self.request_timeout):
-            return await future
+        most ``request_timeout`` seconds, reconnects included; a request given up is never
+        sent again."""
+        pending = self._submit(frame, resend)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                return await pending.future
+        finally:
+            self._pending.pop(pending.frame["id"], None)
 
     def submit(
         self, frame: dict[str, Any], *, resend: bool = False
     ) -> asyncio.Future[dict[str, Any]]:
         """Queue ``frame`` with a fresh id and return the future of its ack, without waiting.
         While disconnected it waits and goes out on the next connection."""
+        return self._submit(frame, resend).future
+
+    def _submit(self, frame: dict[str, Any], resend: bool) -> _Pending:
         if self.failure is not None:
             raise self.failure
         if self._closing:
@@ -133,7 +141,7 @@ class Transport:
         self._pending[ref] = pending
         if self._ws is not None and self.connected.is_set():
             self._write(pending)
-        return pending.future
+        return pending
 
     async def notify(self, frame: dict[str, Any]) -> None:
         """Send a frame that gets no answer (``typing`` without an id); dropped when offline."""
@@ -192,6 +200,8 @@ class Transport:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            if self._closing:
+                return
             self.failure = exc
             log.error("parley client stopped", error=str(exc))
             self._fail_all(exc)
@@ -206,7 +216,8 @@ class Transport:
         self.connected.set()
         reader = asyncio.get_running_loop().create_task(self._read(ws))
         try:
-            await self._on_connected(self.user or User("", "", ""), resumed)
+            assert self.user is not None
+            await self._on_connected(self.user, resumed)
             for pending in list(self._pending.values()):
                 if pending.sent_on != self._generation:
                     self._write(pending)
