@@ -124,7 +124,7 @@ async def test_mentions_filter_and_own_messages(sqlite_server: RunningServer) ->
 
 
 async def test_handler_exceptions_are_logged_and_the_bot_goes_on(
-    sqlite_server: RunningServer,
+    sqlite_server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server = sqlite_server
     sid = await server.create_session("alice")
@@ -142,6 +142,9 @@ async def test_handler_exceptions_are_logged_and_the_bot_goes_on(
             for text in ["boom", "after"]:
                 await h.post(f"/sessions/{sid}/messages", json={"text": text})
         assert await handled.wait(lambda items: len(items) == 1) == ["after"]
+    logged = capsys.readouterr().out
+    assert "handler failed" in logged
+    assert "RuntimeError: handler broke" in logged  # with its traceback
 
 
 async def test_typing_and_presence_are_seen_by_others(sqlite_server: RunningServer) -> None:
@@ -539,3 +542,41 @@ async def test_summarize_bot_example_summarizes_on_request(server: RunningServer
         "• The database migration failed again last night.",
         "• The billing database migration locks the invoices table for an hour.",
     ]
+
+
+async def test_rest_helpers_and_history_with_msgpack_frames(server: RunningServer) -> None:
+    async with server.http("alice") as h:
+        assert (await h.get("/me")).status_code == 200  # alice exists in the tenant
+    async with bot(server, "keeper", msgpack=True) as client:
+        me = await client.rest.me()
+        assert (me.id, me.kind) == ("keeper", "bot")
+        session = await client.rest.create_session("bot's own", tags=["Bots"])
+        assert (session.title, session.tags, session.created_by) == (
+            "bot's own",
+            ["bots"],
+            "keeper",
+        )
+        assert session.id in [s.id for s in await client.rest.list_sessions(tag="bots")]
+        first, result = await client.rest.post_message(session.id, "one", client_id="k1")
+        again, retry = await client.rest.post_message(session.id, "one", client_id="k1")
+        assert (result.duplicate, retry.duplicate, again.id) == (False, True, first.id)
+        await client.rest.add_participant(session.id, "alice", "commenter")
+        roles = {p.user_id: p.role for p in await client.rest.participants(session.id)}
+        assert roles == {"keeper": "owner", "alice": "commenter"}
+
+        seen: Seen[Message] = Seen()
+
+        @client.on_message(include_own=True)
+        async def record(message: Message, ctx: MessageContext) -> None:
+            seen.add(message)
+
+        joined = await client.join(session.id, since_seq=0)  # the whole history first
+        assert joined.replayed == joined.seq
+        sent = await client.send(session.id, "two ✓")
+        await client.edit(session.id, sent.message_id, text="two, edited")
+        texts = [m.text for m in await seen.wait(lambda items: len(items) == 2)]
+        assert texts == ["one", "two ✓"]
+        assert [m.text for m in await client.history(session.id)] == ["one", "two, edited"]
+        async with server.client("alice") as alice:
+            refused = await alice.request({"type": "send", "session": session.id, "text": "hi"})
+            assert refused["code"] == "forbidden"
