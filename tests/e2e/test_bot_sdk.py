@@ -580,3 +580,40 @@ async def test_rest_helpers_and_history_with_msgpack_frames(server: RunningServe
         async with server.client("alice") as alice:
             refused = await alice.request({"type": "send", "session": session.id, "text": "hi"})
             assert refused["code"] == "forbidden"
+
+
+async def test_a_stream_across_a_server_restart_is_stored_once_and_whole(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(database_url=database_url, port=free_port())
+    async with start_server(settings) as server:
+        sid = await server.create_session("alice")
+        client = ParleyClient(
+            server.base_url,
+            server.token("teller", kind=UserKind.BOT),
+            backoff=Backoff(base=0.05, max_delay=0.3),
+        )
+        await client.connect()
+        await client.join(sid)
+        stream = client.stream(sid)
+        await stream.start()
+        await stream.write("written before the restart, ")
+        await stream.flush()
+    try:
+        # the shutdown stored the text so far as interrupted
+        async with start_server(settings) as server:
+            async with server.http("alice") as h:
+                (partial,) = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
+            assert partial["text"] == "written before the restart, "
+            assert partial["metadata"]["finish_reason"] == "interrupted"
+            await stream.write("and after it.")
+            result = await stream.finish()
+            assert result is not None
+            assert result.message_id == partial["id"]
+            async with server.http("alice") as h:
+                (whole,) = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
+            assert whole["text"] == "written before the restart, and after it."
+            assert whole["metadata"]["finish_reason"] == "stop"
+            assert whole["edited_at"] is not None
+    finally:
+        await client.close()

@@ -222,11 +222,9 @@ class ClientStreams:
                 pass  # the bot ended it meanwhile
             except Exception:
                 log.exception("stopped stream not stored", stream=stream.info.stream_id)
-            finally:
-                self.relay._runs.pop(key, None)
 
         key = (stream.info.tenant_id, stream.info.stream_id)
-        self.relay._runs[key] = asyncio.get_running_loop().create_task(run())
+        self.relay.track(key, asyncio.get_running_loop().create_task(run()))
 
     async def conclude(
         self,

@@ -471,6 +471,11 @@ class Relay:
         await self.registry.aclose()
         await self.store.stop()
 
+    def track(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        """Count ``task`` (a client stream being stored) among the runs a shutdown awaits."""
+        self._runs[key] = task
+        task.add_done_callback(lambda _: self._runs.pop(key, None))
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
