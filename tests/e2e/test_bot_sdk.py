@@ -617,3 +617,23 @@ async def test_a_stream_across_a_server_restart_is_stored_once_and_whole(
             assert whole["edited_at"] is not None
     finally:
         await client.close()
+
+
+async def test_a_handler_can_close_the_client(sqlite_server: RunningServer) -> None:
+    server = sqlite_server
+    sid = await server.create_session("alice")
+    client = ParleyClient(server.base_url, server.token("echo", kind=UserKind.BOT))
+    await client.connect()
+
+    @client.on_message
+    async def quit_on_request(message: Message, ctx: MessageContext) -> None:
+        await ctx.reply("bye")
+        await client.close()
+
+    await client.join(sid)
+    async with server.http("alice") as h:
+        await h.post(f"/sessions/{sid}/messages", json={"text": "please stop"})
+        async with asyncio.timeout(TIMEOUT):
+            await client.run_forever()
+        items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
+    assert [m["text"] for m in items] == ["please stop", "bye"]

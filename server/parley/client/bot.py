@@ -122,8 +122,11 @@ class ParleyClient:
         if self._closed:
             return
         self._closed = True
-        joined = list(self._joined.values())
-        for j in joined:
+        # A handler may call close() itself: its own session worker is neither awaited nor
+        # cancelled here; it ends after that handler returns.
+        current = asyncio.current_task()
+        joined = [j for j in self._joined.values() if j.worker is not current]
+        for j in self._joined.values():
             while not j.queue.empty():
                 j.queue.get_nowait()
                 j.queue.task_done()
@@ -419,7 +422,7 @@ class ParleyClient:
         joined.queue.put_nowait(event)
 
     async def _work(self, joined: _Joined) -> None:
-        while True:
+        while not self._closed:
             event = await joined.queue.get()
             try:
                 await self._handle(event)
