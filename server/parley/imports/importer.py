@@ -1,0 +1,463 @@
+"""Writes parsed conversations into sessions, idempotently.
+
+Each conversation is one unit of work: find the session it became before (``import_records``,
+keyed by a hash of source and external id) or create it, then add the messages that are not
+there yet. A message's idempotency key is its ``client_id``, derived from (source,
+conversation, message id), so importing the same export twice adds nothing and importing a
+grown export adds only the new messages. Messages keep their original times; on first import
+their seqs follow original time (parents always before their replies), later additions go
+after what is there. Bad messages are reported with where they came from and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parley.errors import ParleyError
+from parley.governance.auth import Principal, valid_identifier
+from parley.ids import new_id, utcnow
+from parley.imports.document import document_update
+from parley.imports.model import (
+    ImportedConversation,
+    ImportedMessage,
+    ParsedItem,
+    RecordError,
+    RecordNote,
+)
+from parley.relay import assistants as assistant_rules
+from parley.relay.assistants import Trigger
+from parley.relay.state.base import BusyPolicy
+from parley.sessions import rules
+from parley.sessions.queries import new_event, session_row
+from parley.sessions.rules import Role, SessionStatus
+from parley.sessions.service import Publisher
+from parley.sessions.views import event_view, message_view, participant_view, session_view
+from parley.storage import models as m
+from parley.storage.database import Database
+
+log = structlog.get_logger("parley.imports")
+
+CLIENT_ID_PREFIX = "import:"
+
+
+def conversation_key(source: str, external_id: str) -> str:
+    return hashlib.sha256(f"{source}\x00{external_id}".encode()).hexdigest()
+
+
+def message_key(source: str, conversation: str, message: str) -> str:
+    """The ``client_id`` of an imported message: stable across imports of the same export."""
+    digest = hashlib.sha256(f"{source}\x00{conversation}\x00{message}".encode()).hexdigest()
+    return CLIENT_ID_PREFIX + digest[:48]
+
+
+class DocumentWriter(Protocol):
+    async def apply_server_update(self, p: Principal, session_id: str, update: bytes) -> None:
+        """Store a server-made document change (see ``DocManager.apply_server_update``)."""
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did; ``errors`` are the skipped records, with where they are."""
+
+    format: str
+    dry_run: bool = False
+    conversations: int = 0
+    sessions_created: int = 0
+    sessions_updated: int = 0
+    messages_added: int = 0
+    messages_present: int = 0
+    notes: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "dry_run": self.dry_run,
+            "conversations": self.conversations,
+            "sessions_created": self.sessions_created,
+            "sessions_updated": self.sessions_updated,
+            "messages_added": self.messages_added,
+            "messages_present": self.messages_present,
+            "skipped_notes": self.notes,
+            "errors": [{"where": e.where, "problem": e.problem} for e in self.errors],
+            "sessions": self.sessions,
+        }
+
+
+@dataclass(slots=True)
+class _Written:
+    session_id: str
+    created: bool
+    added: int
+    present: int
+    message_ids: dict[str, str]
+    errors: list[RecordError]
+    frames: list[dict[str, Any]]
+
+
+def _ordered(messages: list[ImportedMessage]) -> list[ImportedMessage]:
+    """Original time order, with every parent before its replies (ties keep file order)."""
+    by_id = {msg.external_id: msg for msg in messages}
+    timed = sorted(range(len(messages)), key=lambda i: (messages[i].created_at, i))
+    out: list[ImportedMessage] = []
+    done: set[str] = set()
+    for index in timed:
+        chain: list[ImportedMessage] = []
+        msg: ImportedMessage | None = messages[index]
+        while msg is not None and msg.external_id not in done:
+            done.add(msg.external_id)
+            chain.append(msg)
+            msg = by_id.get(msg.parent) if msg.parent is not None else None
+        out.extend(reversed(chain))
+    return out
+
+
+class Importer:
+    """Writes :class:`ImportedConversation` records as sessions of the caller's tenant."""
+
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        documents: DocumentWriter | None = None,
+        *,
+        max_text_chars: int = 32_000,
+    ) -> None:
+        self.db = db
+        self.publisher = publisher
+        self.documents = documents
+        self.max_text_chars = max_text_chars
+
+    async def run(
+        self,
+        p: Principal,
+        fmt: str,
+        items: Iterable[ParsedItem],
+        *,
+        dry_run: bool = False,
+        progress: Callable[[ImportedConversation], None] | None = None,
+    ) -> ImportReport:
+        """Write every conversation of ``items``; collect errors and notes into the report."""
+        report = ImportReport(format=fmt, dry_run=dry_run)
+        for item in items:
+            if isinstance(item, RecordError):
+                report.errors.append(item)
+                continue
+            if isinstance(item, RecordNote):
+                report.notes += 1
+                continue
+            report.conversations += 1
+            try:
+                if dry_run:
+                    errors = [e for msg in item.messages if (e := self._check(item, msg))]
+                    report.errors.extend(errors)
+                    report.messages_added += len(item.messages) - len(errors)
+                else:
+                    written = await self.write(p, item)
+                    report.errors.extend(written.errors)
+                    report.messages_added += written.added
+                    report.messages_present += written.present
+                    if written.created:
+                        report.sessions_created += 1
+                    elif written.added:
+                        report.sessions_updated += 1
+                    report.sessions.append(
+                        {
+                            "id": written.session_id,
+                            "external_id": item.external_id,
+                            "title": item.title,
+                            "created": written.created,
+                            "messages_added": written.added,
+                        }
+                    )
+            except ParleyError as exc:
+                report.errors.append(RecordError(item.where or item.external_id, exc.message))
+            if progress is not None:
+                progress(item)
+        log.info(
+            "import finished",
+            format=fmt,
+            tenant=p.tenant_id,
+            conversations=report.conversations,
+            added=report.messages_added,
+            errors=len(report.errors),
+            dry_run=dry_run,
+        )
+        return report
+
+    def _check(self, conv: ImportedConversation, msg: ImportedMessage) -> RecordError | None:
+        where = f"{conv.where or conv.external_id}: message {msg.external_id}"
+        try:
+            rules.check_text(msg.text, self.max_text_chars)
+            empty = not msg.text.strip() and not msg.parts and not msg.attachments
+            if empty and msg.deleted_at is None:
+                return RecordError(where, "the message has no text and no attachments")
+            rules.check_json_size("metadata", msg.metadata, rules.MAX_METADATA_BYTES)
+            if msg.parts is not None:
+                rules.check_json_size("parts", msg.parts, rules.MAX_PARTS_BYTES)
+        except ParleyError as exc:
+            return RecordError(where, exc.message)
+        return None
+
+    async def write(self, p: Principal, conv: ImportedConversation) -> _Written:
+        """Create or complete the session of one conversation; publish what was committed."""
+        title = rules.clean_title(conv.title[: rules.MAX_TITLE])
+        tags = rules.clean_tags(conv.tags)
+        rules.check_json_size("metadata", conv.metadata, rules.MAX_METADATA_BYTES)
+        for author in conv.authors:
+            if author.user_id is not None and not valid_identifier(author.user_id):
+                raise ParleyError(f"author id {author.user_id!r} is not a valid user id")
+        errors: list[RecordError] = []
+        good: list[ImportedMessage] = []
+        for msg in conv.messages:
+            problem = self._check(conv, msg)
+            if problem is None:
+                good.append(msg)
+            else:
+                errors.append(problem)
+        ordered = _ordered(good)
+        key = conversation_key(conv.source, conv.external_id)
+        now = utcnow()
+
+        def work(s: Session) -> _Written:
+            if s.get(m.Tenant, p.tenant_id) is None:
+                s.add(m.Tenant(id=p.tenant_id, name=p.tenant_id, created_at=now))
+                s.flush()
+            record = s.get(m.ImportRecord, (p.tenant_id, key))
+            frames: list[m.Event] = []
+            created = record is None
+            if record is None:
+                row = self._new_session(s, p, conv, title, tags, now, frames)
+                s.add(
+                    m.ImportRecord(
+                        tenant_id=p.tenant_id,
+                        key=key,
+                        source=conv.source,
+                        external_id=conv.external_id,
+                        session_id=row.id,
+                        created_at=now,
+                    )
+                )
+            else:
+                row = session_row(s, p, record.session_id, lock=True)
+            sid = row.id
+            known: dict[str, str] = {
+                str(client_id): message_id
+                for client_id, message_id in s.execute(
+                    select(m.Message.client_id, m.Message.id).where(
+                        m.Message.session_id == sid,
+                        m.Message.client_id.like(CLIENT_ID_PREFIX + "%"),
+                    )
+                )
+            }
+            self._join_authors(s, p, conv, row, now, frames)
+            renamed = self._add_assistants(s, p, conv, sid, now) if created else {}
+            ids: dict[str, str] = {}
+            added = present = 0
+            for msg in ordered:
+                client_id = message_key(conv.source, conv.external_id, msg.external_id)
+                if client_id in known:
+                    ids[msg.external_id] = known[client_id]
+                    present += 1
+                    continue
+                parent = ids.get(msg.parent) if msg.parent is not None else None
+                if parent is None and msg.parent is not None:
+                    parent = known.get(message_key(conv.source, conv.external_id, msg.parent))
+                row.last_seq += 1
+                message = self._message(p, conv, msg, sid, row.last_seq, parent, client_id)
+                if message.meta.get("assistant") in renamed:
+                    message.meta = {**message.meta, "assistant": renamed[message.meta["assistant"]]}
+                s.add(message)
+                ids[msg.external_id] = message.id
+                frames.append(
+                    new_event(
+                        p,
+                        sid,
+                        row.last_seq,
+                        "message.created",
+                        {"message": message_view(message)},
+                        now,
+                    )
+                )
+                added += 1
+            if added and not created:
+                row.updated_at = now
+            s.flush()
+            s.add_all(frames)
+            return _Written(sid, created, added, present, ids, [], [event_view(e) for e in frames])
+
+        written = await self.db.write(work)
+        written.errors = errors
+        if written.frames:
+            try:
+                await self.publisher.publish(p.tenant_id, written.session_id, written.frames)
+            except Exception:  # committed: subscribers recover by replay and gap fill
+                log.exception("publishing imported events failed", session=written.session_id)
+        if written.created and conv.document and self.documents is not None:
+            update = document_update(conv.document, written.message_ids)
+            if update is not None:
+                await self.documents.apply_server_update(p, written.session_id, update)
+        return written
+
+    # -- pieces of the unit of work ----------------------------------------------------------
+
+    @staticmethod
+    def _new_session(
+        s: Session,
+        p: Principal,
+        conv: ImportedConversation,
+        title: str,
+        tags: list[str],
+        now: datetime,
+        frames: list[m.Event],
+    ) -> m.Session:
+        times = [msg.created_at for msg in conv.messages]
+        started = conv.created_at or (min(times) if times else now)
+        row = m.Session(
+            id=new_id(),
+            tenant_id=p.tenant_id,
+            title=title,
+            meta=conv.metadata,
+            status=SessionStatus(conv.status).value,
+            created_by=p.user_id,
+            created_at=started,
+            updated_at=max([started, *times]),
+            last_seq=0,
+        )
+        s.add(row)
+        s.flush()
+        s.add_all(m.SessionTag(session_id=row.id, tag=t, tenant_id=p.tenant_id) for t in tags)
+        row.last_seq = 1
+        frames.append(
+            new_event(p, row.id, 1, "session.created", {"session": session_view(row, tags)}, now)
+        )
+        return row
+
+    @staticmethod
+    def _join_authors(
+        s: Session,
+        p: Principal,
+        conv: ImportedConversation,
+        row: m.Session,
+        now: datetime,
+        frames: list[m.Event],
+    ) -> None:
+        """Users and participants for the importing user (owner) and every author."""
+        wanted: dict[str, tuple[str, str, str]] = {p.user_id: (p.name, str(p.kind), "owner")}
+        for author in conv.authors:
+            if author.user_id is not None and author.user_id != p.user_id:
+                wanted.setdefault(author.user_id, (author.name, author.kind, author.role))
+        for user_id, (name, kind, role) in wanted.items():
+            user = s.get(m.User, (p.tenant_id, user_id))
+            if user is None:
+                user = m.User(
+                    tenant_id=p.tenant_id,
+                    id=user_id,
+                    display_name=name[:200] or user_id,
+                    kind=kind if kind in ("human", "bot", "assistant") else "human",
+                    created_at=now,
+                )
+                s.add(user)
+                s.flush()
+            if s.get(m.Participant, (row.id, user_id)) is not None:
+                continue
+            part = m.Participant(
+                session_id=row.id,
+                user_id=user_id,
+                tenant_id=p.tenant_id,
+                role=Role(role).value if role in Role.__members__.values() else "editor",
+                joined_at=now,
+            )
+            s.add(part)
+            row.last_seq += 1
+            frames.append(
+                new_event(
+                    p,
+                    row.id,
+                    row.last_seq,
+                    "participant.joined",
+                    {"participant": participant_view(part, user)},
+                    now,
+                )
+            )
+
+    @staticmethod
+    def _add_assistants(
+        s: Session, p: Principal, conv: ImportedConversation, sid: str, now: datetime
+    ) -> dict[str, str]:
+        """Assistant rows of a new session; returns old assistant id -> new id."""
+        renamed: dict[str, str] = {}
+        for spec in conv.assistants:
+            assistant_rules.check_name(spec.name)
+            assistant_rules.check_provider(spec.provider)
+            assistant_rules.check_model(spec.model)
+            assistant_rules.check_system_prompt(spec.system_prompt)
+            row = m.Assistant(
+                id=new_id(),
+                tenant_id=p.tenant_id,
+                session_id=sid,
+                name=spec.name,
+                user_id=spec.user_id,
+                provider=spec.provider,
+                model=spec.model,
+                system_prompt=spec.system_prompt,
+                params=assistant_rules.check_params(spec.provider, spec.params),
+                trigger=Trigger(spec.trigger).value,
+                busy_policy=BusyPolicy(spec.busy_policy).value,
+                context_window=spec.context_window,
+                max_output_tokens=spec.max_output_tokens,
+                created_by=p.user_id,
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            if spec.old_id:
+                renamed[spec.old_id] = row.id
+        return renamed
+
+    @staticmethod
+    def _message(
+        p: Principal,
+        conv: ImportedConversation,
+        msg: ImportedMessage,
+        sid: str,
+        seq: int,
+        parent: str | None,
+        client_id: str,
+    ) -> m.Message:
+        parts = msg.parts
+        if msg.attachments:
+            parts = [*(parts or []), *({"type": "attachment", **a} for a in msg.attachments)]
+        meta = msg.metadata
+        if conv.source != "parley":
+            meta = {"import": {"source": conv.source, "id": msg.external_id}, **meta}
+            if msg.parent is not None and parent is None:
+                meta["import"]["parent_missing"] = msg.parent
+        return m.Message(
+            id=new_id(),
+            tenant_id=p.tenant_id,
+            session_id=sid,
+            seq=seq,
+            author_id=msg.author or p.user_id,
+            parent_id=parent,
+            text=msg.text,
+            parts=parts,
+            meta=meta,
+            client_id=client_id,
+            created_at=msg.created_at,
+            edited_at=msg.edited_at,
+            deleted_at=msg.deleted_at,
+        )
