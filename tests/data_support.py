@@ -4,6 +4,8 @@ against a running test server's store, and exports normalized for comparison."""
 from __future__ import annotations
 
 import asyncio
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner, Result
@@ -72,3 +74,32 @@ def normalized(export: dict[str, Any]) -> dict[str, Any]:
         "assistants": [{k: v for k, v in a.items() if k != "id"} for a in export["assistants"]],
         "usage": export["usage"],
     }
+
+
+DATA = Path(__file__).parent / "data" / "imports"
+
+
+def zip_folder(folder: Path, target: Path) -> Path:
+    """Zip ``folder``'s files (paths relative to it), as Slack's export does."""
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+    return target
+
+
+async def sessions_of(server: RunningServer, tenant: str, user: str = "alice") -> dict[str, Any]:
+    """The tenant's sessions by title."""
+    async with server.http(user, tenant) as h:
+        items = (await h.get("/sessions")).json()["items"]
+    return {i["title"]: i for i in items}
+
+
+async def messages_of(
+    server: RunningServer, sid: str, tenant: str, user: str = "alice"
+) -> list[dict[str, Any]]:
+    async with server.http(user, tenant) as h:
+        r = await h.get(f"/sessions/{sid}/messages")
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items

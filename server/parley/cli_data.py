@@ -17,12 +17,16 @@ from parley.governance.auth import Principal, TenantRole, UserKind, valid_identi
 from parley.imports.formats import PARSERS
 from parley.imports.importer import ImportReport
 from parley.imports.model import ImportedConversation, ParsedItem
+from parley.logging import configure_logging
 
 
 def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    """Settings for a data command; only warnings are logged (the command prints a summary)."""
     from parley.cli import _settings as settings_from
 
-    return settings_from(data_dir=data_dir, database_url=database_url)
+    settings = settings_from(data_dir=data_dir, database_url=database_url)
+    configure_logging(settings.log_format, "warning")
+    return settings
 
 
 def _principal(tenant: str, user: str) -> Principal:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from parley.imports.formats import parley_json
+from parley.imports.formats import chatgpt, parley_json, slack
 from parley.imports.model import ParsedItem
 
 Parser = Callable[[str, bytes], Iterator[ParsedItem]]
 
 PARSERS: dict[str, Parser] = {
     "parley-json": parley_json.parse,
+    "chatgpt": chatgpt.parse,
+    "slack": slack.parse,
 }

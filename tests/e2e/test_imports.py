@@ -1,0 +1,152 @@
+"""Imports end to end through the ``parley import`` CLI against real servers (SQLite and
+PostgreSQL), with sample exports of each tool in ``tests/data/imports``: what lands in the
+sessions, errors that name file and line (or record), and re-imports that add nothing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+
+from tests.data_support import DATA, cli, messages_of, sessions_of, zip_folder
+from tests.support import RunningServer
+
+
+async def test_chatgpt_keeps_every_branch_and_reimports_add_only_what_is_new(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "conversations.json"
+    shutil.copy(DATA / "chatgpt_conversations.json", path)
+    args = ("import", "chatgpt", str(path), "--tenant", "acme", "--as-user", "alice")
+    result = await cli(server, *args)
+    assert result.exit_code == 1, result.output  # two bad records
+    assert "2 new session(s)" in result.output
+    assert "7 message(s) added" in result.output
+    assert (
+        "conversations.json: record 1 (id=c0ffee00-0000-4000-8000-000000000002): a conversation "
+        "needs a 'mapping' object of nodes" in result.output
+    )
+    assert (
+        "record 2 (id=9d7e6b1a-3f2c-4e8d-b5a4-7c6d5e4f3a21) node x: content type "
+        "'hologram' is not supported" in result.output
+    )
+
+    sessions = await sessions_of(server, "acme")
+    reverse = sessions["Reverse a list in Python"]
+    assert reverse["tags"] == ["chatgpt"]
+    assert reverse["created_at"] == "2023-12-30T21:40:00.000Z"
+    msgs = await messages_of(server, reverse["id"], "acme")
+    by_text = {m["text"][:20]: m for m in msgs}
+    assert [m["text"][:20] for m in msgs] == [
+        "How do I reverse a l",
+        "Use `my_list.reverse",
+        "`reversed(my_list)` ",
+        "And how do I reverse",
+        "[3, 2, 1]",
+    ]
+    question = by_text["How do I reverse a l"]
+    assert question["author"] == "alice"
+    assert question["created_at"] == "2023-12-30T21:40:01.500Z"
+    # Both answers (the first and the regenerated one) hang off the question: a branch.
+    assert by_text["Use `my_list.reverse"]["parent_id"] == question["id"]
+    assert by_text["`reversed(my_list)` "]["parent_id"] == question["id"]
+    assert by_text["Use `my_list.reverse"]["author"] == "chatgpt.assistant"
+    assert by_text["Use `my_list.reverse"]["metadata"]["model"] == "gpt-4"
+    edited_prompt = by_text["And how do I reverse"]
+    assert edited_prompt["parts"] == [
+        {
+            "type": "attachment",
+            "name": "file-service://file-abc123",
+            "content_type": "image_asset_pointer",
+        }
+    ]
+    assert by_text["[3, 2, 1]"]["author"] == "chatgpt.tool"
+    assert by_text["[3, 2, 1]"]["parent_id"] == edited_prompt["id"]
+    shell = await messages_of(server, sessions["Shell one-liner"]["id"], "acme")
+    assert shell[1]["text"] == "```\nfind . -name '*.py' | xargs wc -l\n```"
+
+    # The same export again: nothing new.
+    result = await cli(server, *args)
+    assert "0 new session(s), 0 updated; 0 message(s) added, 7 already present" in result.output
+    # The conversation grew: only the new answer is added, as a reply in its branch.
+    doc = orjson.loads(path.read_bytes())
+    doc[0]["mapping"]["a1b"]["children"] = ["u3"]
+    doc[0]["mapping"]["u3"] = {
+        "id": "u3",
+        "message": {
+            "id": "u3",
+            "author": {"role": "user"},
+            "create_time": 1703990000.0,
+            "content": {"content_type": "text", "parts": ["Thanks!"]},
+        },
+        "parent": "a1b",
+        "children": [],
+    }
+    path.write_bytes(orjson.dumps(doc))
+    result = await cli(server, *args)
+    assert "0 new session(s), 1 updated; 1 message(s) added, 7 already present" in result.output
+    msgs = await messages_of(server, reverse["id"], "acme")
+    assert msgs[-1]["text"] == "Thanks!"
+    assert msgs[-1]["parent_id"] == by_text["`reversed(my_list)` "]["id"]
+    assert len(await sessions_of(server, "acme")) == 2
+
+
+async def test_slack_channels_threads_files_and_skipped_notices(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    export = zip_folder(DATA / "slack", tmp_path / "slack-export.zip")
+    args = ("import", "slack", str(export), "--tenant", "acme", "--as-user", "alice")
+    result = await cli(server, *args)
+    assert result.exit_code == 1, result.output
+    assert "2 new session(s)" in result.output
+    assert "6 message(s) added" in result.output
+    assert "2 record(s) skipped on purpose" in result.output  # a join and a topic change
+    assert (
+        "slack-export.zip!general/2023-12-31.json:18: a message needs a numeric 'ts'"
+        in result.output
+    )
+    sessions = await sessions_of(server, "acme")
+    assert set(sessions) == {"#general", "#random"}
+    general = sessions["#general"]
+    assert general["metadata"]["purpose"] == "Company-wide announcements"
+    msgs = await messages_of(server, general["id"], "acme")
+    root, reply, ok, deploy, shot = msgs
+    assert root["text"] == "Release 2.4 goes out Monday. @Bob Chen can you check the changelog?"
+    assert root["author"] == "slack.U01ALICE"
+    assert reply["text"] == "On it. Draft is at the wiki (https://wiki.example.com/changelog)"
+    assert reply["parent_id"] == root["id"]
+    assert ok["parent_id"] == root["id"]
+    assert reply["edited_at"] == "2023-12-30T09:57:30.000Z"
+    assert deploy["author"] == "slack.B0DEPLOY"
+    assert shot["parts"][0]["name"] == "dashboard.png"
+    assert shot["parts"][0]["content_type"] == "image/png"
+    async with server.http("alice") as h:
+        people = (await h.get(f"/sessions/{general['id']}/participants")).json()["items"]
+    names = {p["user_id"]: (p["name"], p["kind"]) for p in people}
+    assert names["slack.U02BOB"] == ("Bob Chen", "human")
+    assert names["slack.B0DEPLOY"] == ("Deploy Bot", "bot")
+    assert names["alice"][0] == "alice"
+
+    again = await cli(server, *args)
+    assert "0 new session(s), 0 updated; 0 message(s) added, 6 already present" in again.output
+
+
+async def test_dry_run_writes_nothing_and_bad_files_are_clear_errors(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = DATA / "chatgpt_conversations.json"
+    result = await cli(server, "import", "chatgpt", str(path), "--tenant", "acme", "--dry-run")
+    assert "would import 2 conversation(s)" in result.output
+    assert await sessions_of(server, "acme") == {}
+    garbage = tmp_path / "conversations.json"
+    garbage.write_text("{not json")
+    result = await cli(server, "import", "chatgpt", str(garbage), "--tenant", "acme")
+    assert result.exit_code == 1
+    assert "conversations.json: not valid JSON" in result.output
+    result = await cli(server, "import", "slack", str(garbage), "--tenant", "acme")
+    assert result.exit_code == 1
+    assert "not a Slack export zip" in result.output
+    result = await cli(server, "import", "chatgpt", str(path), "--tenant", "bad tenant!")
+    assert result.exit_code == 2
+    assert "is not a valid id" in result.output
