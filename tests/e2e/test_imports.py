@@ -150,3 +150,58 @@ async def test_dry_run_writes_nothing_and_bad_files_are_clear_errors(
     result = await cli(server, "import", "chatgpt", str(path), "--tenant", "bad tenant!")
     assert result.exit_code == 2
     assert "is not a valid id" in result.output
+
+
+async def test_whatsapp_date_formats_multiline_media_and_system_lines(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    hiking = DATA / "whatsapp" / "WhatsApp Chat with Hiking club.txt"
+    result = await cli(server, "import", "whatsapp", str(hiking), "--tenant", "acme")
+    assert result.exit_code == 1, result.output
+    assert (
+        "WhatsApp Chat with Hiking club.txt:9: unreadable date or time: month must be in 1..12"
+        in result.output
+    )
+    assert "5 message(s) added" in result.output
+    assert "2 record(s) skipped on purpose" in result.output
+    sessions = await sessions_of(server, "acme")
+    chat = sessions["WhatsApp Chat with Hiking club"]
+    msgs = await messages_of(server, chat["id"], "acme")
+    assert [(m["created_at"], m["text"]) for m in msgs] == [
+        ("2023-12-31T21:41:00.000Z", "Who is in for Saturday?"),
+        (
+            "2023-12-31T21:41:00.000Z",
+            "Trail: Eagle Peak loop\nStart: 8:00 at the parking lot\nBring water!",
+        ),
+        ("2023-12-31T21:45:00.000Z", "I am in 🙌"),
+        ("2023-12-31T22:02:00.000Z", ""),
+        ("2024-01-01T00:15:00.000Z", "Happy new year! 🎆"),
+    ]
+    assert msgs[3]["parts"] == [{"type": "attachment", "name": "media omitted from the export"}]
+    assert msgs[2]["author"].startswith("whatsapp.+1-555-123-4567-")
+    assert msgs[0]["author"] == "whatsapp.Maria"
+
+    for name in ("WhatsApp Chat - Jonas.txt", "iso-chat.txt"):
+        result = await cli(
+            server, "import", "whatsapp", str(DATA / "whatsapp" / name), "--tenant", "acme"
+        )
+        assert result.exit_code == 0, result.output
+    sessions = await sessions_of(server, "acme")
+    jonas = await messages_of(server, sessions["WhatsApp Chat - Jonas"]["id"], "acme")
+    assert [(m["created_at"], m["text"]) for m in jonas] == [
+        ("2023-12-31T21:41:05.000Z", "Hast du die Schlüssel?"),
+        ("2023-12-31T21:42:10.000Z", "Ja, liegen im Flur."),
+        ("2023-12-31T21:42:31.000Z", ""),
+        ("2024-01-01T09:03:00.000Z", "Danke!"),
+    ]
+    assert jonas[2]["parts"][0]["name"] == "00000012-PHOTO-2023-12-31-21-42-31.jpg"
+    iso = await messages_of(server, sessions["iso-chat"]["id"], "acme")
+    assert [m["text"] for m in iso] == ["Reunião amanhã às 10h", "Combinado", "Levo o projetor"]
+
+    # A grown export of the same chat adds only the new line; the same export adds nothing.
+    grown = tmp_path / "WhatsApp Chat with Hiking club.txt"
+    grown.write_text(hiking.read_text() + "1/1/24, 8:00 AM - Tom Baker: See you there\n")
+    result = await cli(server, "import", "whatsapp", str(grown), "--tenant", "acme")
+    assert "0 new session(s), 1 updated; 1 message(s) added, 5 already present" in result.output
+    result = await cli(server, "import", "whatsapp", str(grown), "--tenant", "acme")
+    assert "0 message(s) added, 6 already present" in result.output

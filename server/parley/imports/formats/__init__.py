@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from parley.imports.formats import chatgpt, parley_json, slack
+from parley.imports.formats import chatgpt, parley_json, slack, whatsapp
 from parley.imports.model import ParsedItem
 
 Parser = Callable[[str, bytes], Iterator[ParsedItem]]
@@ -14,4 +14,5 @@ PARSERS: dict[str, Parser] = {
     "parley-json": parley_json.parse,
     "chatgpt": chatgpt.parse,
     "slack": slack.parse,
+    "whatsapp": whatsapp.parse,
 }
