@@ -205,3 +205,51 @@ async def test_whatsapp_date_formats_multiline_media_and_system_lines(
     assert "0 new session(s), 1 updated; 1 message(s) added, 5 already present" in result.output
     result = await cli(server, "import", "whatsapp", str(grown), "--tenant", "acme")
     assert "0 message(s) added, 6 already present" in result.output
+
+
+async def test_mbox_threads_charsets_attachments_and_quoted_replies(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    path = DATA / "mail.mbox"
+    result = await cli(server, "import", "mbox", str(path), "--tenant", "acme")
+    assert result.exit_code == 1, result.output
+    assert "mail.mbox:67: no Date header" in result.output
+    assert "2 new session(s)" in result.output
+    sessions = await sessions_of(server, "acme")
+    assert set(sessions) == {"Q1 roadmap review", "Grüße aus Berlin"}
+    thread = await messages_of(server, sessions["Q1 roadmap review"]["id"], "acme")
+    first, bob, carol = thread
+    assert first["author"] == "email.alice@example.com"
+    assert "The café budget is on page 3." in first["text"]
+    assert first["created_at"] == "2024-01-08T08:15:00.000Z"
+    assert bob["text"].startswith("Looks good. One question on the café budget.")
+    assert "> Please review the Q1 roadmap before Thursday." in bob["text"]
+    assert "\nFrom the last review" in bob["text"]
+    assert bob["parent_id"] == first["id"]
+    assert carol["parent_id"] == first["id"]
+    assert carol["parts"] == [
+        {"type": "attachment", "name": "budget.pdf", "content_type": "application/pdf", "size": 16}
+    ]
+    assert bob["metadata"]["message_id"] == "roadmap-2@example.com"
+    berlin = await messages_of(server, sessions["Grüße aus Berlin"]["id"], "acme")
+    assert berlin[0]["text"] == "Viele Grüße!\nErin"
+    async with server.http("alice") as h:
+        people = (
+            await h.get(f"/sessions/{sessions['Q1 roadmap review']['id']}/participants")
+        ).json()
+    assert {p["name"] for p in people["items"]} >= {"Alice Martin", "Bob Chen", "Carol Diaz"}
+
+    # A later reply in the thread joins the same session.
+    grown = tmp_path / "mail.mbox"
+    grown.write_bytes(
+        path.read_bytes() + b"\nFrom alice@example.com Wed Jan 10 09:00:00 2024\n"
+        b"From: Alice Martin <alice@example.com>\nSubject: Re: Q1 roadmap review\n"
+        b"Date: Wed, 10 Jan 2024 09:00:00 +0100\nMessage-ID: <roadmap-4@example.com>\n"
+        b"In-Reply-To: <roadmap-3@example.com>\n"
+        b"References: <roadmap-1@example.com> <roadmap-3@example.com>\n\nThanks Carol!\n"
+    )
+    result = await cli(server, "import", "mbox", str(grown), "--tenant", "acme")
+    assert "0 new session(s), 1 updated; 1 message(s) added, 4 already present" in result.output
+    thread = await messages_of(server, sessions["Q1 roadmap review"]["id"], "acme")
+    assert thread[-1]["text"] == "Thanks Carol!"
+    assert thread[-1]["parent_id"] == carol["id"]

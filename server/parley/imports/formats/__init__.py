@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from parley.imports.formats import chatgpt, parley_json, slack, whatsapp
+from parley.imports.formats import chatgpt, mbox, parley_json, slack, whatsapp
 from parley.imports.model import ParsedItem
 
 Parser = Callable[[str, bytes], Iterator[ParsedItem]]
@@ -15,4 +15,5 @@ PARSERS: dict[str, Parser] = {
     "chatgpt": chatgpt.parse,
     "slack": slack.parse,
     "whatsapp": whatsapp.parse,
+    "mbox": mbox.parse,
 }
