@@ -253,3 +253,32 @@ async def test_mbox_threads_charsets_attachments_and_quoted_replies(
     thread = await messages_of(server, sessions["Q1 roadmap review"]["id"], "acme")
     assert thread[-1]["text"] == "Thanks Carol!"
     assert thread[-1]["parent_id"] == carol["id"]
+
+
+async def test_discord_replies_bots_attachments_and_edits(server: RunningServer) -> None:
+    path = DATA / "discord_general.json"
+    result = await cli(server, "import", "discord", str(path), "--tenant", "acme")
+    assert result.exit_code == 1, result.output
+    assert (
+        "discord_general.json:63: timestamp 'yesterday-ish' is not an ISO 8601 time"
+        in result.output
+    )
+    assert "3 message(s) added" in result.output
+    assert "1 record(s) skipped on purpose" in result.output
+    sessions = await sessions_of(server, "acme")
+    chat = sessions["#general (Open Source Club)"]
+    assert chat["metadata"]["topic"] == "Talk about anything"
+    welcome, question, answer = await messages_of(server, chat["id"], "acme")
+    assert welcome["author"] == "discord.770000000000000001"
+    assert welcome["edited_at"] == "2023-12-31T21:42:00.000Z"
+    assert welcome["metadata"]["pinned"] is True
+    assert welcome["parts"][0]["name"] == "notes.md"
+    assert question["parent_id"] == welcome["id"]
+    assert answer["parent_id"] == question["id"]
+    async with server.http("alice") as h:
+        people = (await h.get(f"/sessions/{chat['id']}/participants")).json()["items"]
+    kinds = {p["name"]: p["kind"] for p in people}
+    assert kinds["ci-bot"] == "bot"
+    assert kinds["Mia (maintainer)"] == "human"
+    result = await cli(server, "import", "discord", str(path), "--tenant", "acme")
+    assert "0 message(s) added, 3 already present" in result.output

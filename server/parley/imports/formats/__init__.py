@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from parley.imports.formats import chatgpt, mbox, parley_json, slack, whatsapp
+from parley.imports.formats import chatgpt, discord, mbox, parley_json, slack, whatsapp
 from parley.imports.model import ParsedItem
 
 Parser = Callable[[str, bytes], Iterator[ParsedItem]]
@@ -16,4 +16,5 @@ PARSERS: dict[str, Parser] = {
     "slack": slack.parse,
     "whatsapp": whatsapp.parse,
     "mbox": mbox.parse,
+    "discord": discord.parse,
 }
