@@ -230,7 +230,95 @@ def _count_sessions(tenant: str) -> Any:
     return work
 
 
+# -- templates -------------------------------------------------------------------------------
+
+
+def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
+        out[key] = value
+    return out
+
+
+@click.group("session")
+def session_group() -> None:
+    """Sessions: create one from a template."""
+
+
+@session_group.command("from-template")
+@click.argument("name")
+@_store_options
+@click.option("--var", "pairs", multiple=True, metavar="NAME=VALUE", help="A template variable.")
+@click.option("--title", help="Use this title instead of the template's title pattern.")
+def session_from_template(
+    name: str,
+    tenant: str,
+    as_user: str,
+    data_dir: Path | None,
+    database_url: str | None,
+    pairs: tuple[str, ...],
+    title: str | None,
+) -> None:
+    """Create a session from template NAME (built-in or the tenant's own); prints its id."""
+    from parley.offline import offline
+    from parley.templates.library import TemplateLibrary
+
+    p = _principal(tenant, as_user)
+    variables = _variables(pairs)
+    settings = _settings(data_dir, database_url)
+
+    async def run() -> dict[str, Any]:
+        async with offline(settings) as tools:
+            library = TemplateLibrary(tools.service, tools.importer)
+            return await library.instantiate(p, name, variables, title=title)
+
+    try:
+        view = asyncio.run(run())
+    except ParleyError as exc:
+        lines = [f"{exc.code}: {exc.message}"]
+        if isinstance(exc.details, list):
+            lines += [f"  {d['field']}: {d['problem']}" for d in exc.details[1:]]
+        raise click.ClickException("\n".join(lines)) from None
+    click.echo(f"{view['id']}  {view['title']}")
+
+
+@click.group("template")
+def template_group() -> None:
+    """Session templates."""
+
+
+@template_group.command("list")
+@_store_options
+def template_list(
+    tenant: str, as_user: str, data_dir: Path | None, database_url: str | None
+) -> None:
+    """The built-in templates and the tenant's own, with their variables."""
+    from parley.offline import offline
+    from parley.templates.library import TemplateLibrary
+
+    p = _principal(tenant, as_user)
+    settings = _settings(data_dir, database_url)
+
+    async def run() -> list[dict[str, Any]]:
+        async with offline(settings) as tools:
+            return await TemplateLibrary(tools.service, tools.importer).list(p)
+
+    for item in _run(run()):
+        names = ", ".join(
+            n + ("" if v.get("default") is None else f"={v['default']}")
+            for n, v in item["variables"].items()
+        )
+        click.echo(f"{item['name']:<20} {item['source']:<8} {names}")
+        if item["description"]:
+            click.echo(f"{'':<20} {item['description']}")
+
+
 def register(main: click.Group) -> None:
     """Add the data commands to the ``parley`` group."""
     main.add_command(import_command)
     main.add_command(export_group)
+    main.add_command(session_group)
+    main.add_command(template_group)

@@ -46,6 +46,8 @@ from parley.storage.database import Database
 log = structlog.get_logger("parley.imports")
 
 CLIENT_ID_PREFIX = "import:"
+# Sources whose messages are Parley's own (exports, templates): no import provenance added.
+NATIVE_SOURCES = frozenset({"parley", "template"})
 
 
 def conversation_key(source: str, external_id: str) -> str:
@@ -442,7 +444,7 @@ class Importer:
         if msg.attachments:
             parts = [*(parts or []), *({"type": "attachment", **a} for a in msg.attachments)]
         meta = msg.metadata
-        if conv.source != "parley":
+        if conv.source not in NATIVE_SOURCES:
             meta = {"import": {"source": conv.source, "id": msg.external_id}, **meta}
             if msg.parent is not None and parent is None:
                 meta["import"]["parent_missing"] = msg.parent
