@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parley.errors import ParleyError
+from parley.errors import Conflict, ErrorCode, Forbidden, ParleyError
 from parley.governance.auth import Principal, valid_identifier
 from parley.ids import new_id, utcnow
 from parley.imports.document import document_update
@@ -36,7 +36,7 @@ from parley.relay import assistants as assistant_rules
 from parley.relay.assistants import Trigger
 from parley.relay.state.base import BusyPolicy
 from parley.sessions import rules
-from parley.sessions.queries import new_event, session_row
+from parley.sessions.queries import new_event, role_of, session_row
 from parley.sessions.rules import Role, SessionStatus
 from parley.sessions.service import Publisher
 from parley.sessions.views import event_view, message_view, participant_view, session_view
@@ -255,6 +255,16 @@ class Importer:
                 )
             else:
                 row = session_row(s, p, record.session_id, lock=True)
+                if role_of(s, p.user_id, row.id) not in rules.WRITERS and not p.is_admin:
+                    raise Forbidden(
+                        "this conversation was imported before into a session you may not "
+                        "write to; ask its owner or a tenant admin"
+                    )
+                if row.status != SessionStatus.ACTIVE.value:
+                    raise Conflict(
+                        "this conversation was imported before into a session that is now archived",
+                        code=ErrorCode.SESSION_ARCHIVED,
+                    )
             sid = row.id
             known: dict[str, str] = {
                 str(client_id): message_id
