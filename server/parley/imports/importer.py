@@ -15,10 +15,10 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from parley.errors import Conflict, ErrorCode, Forbidden, ParleyError
@@ -46,6 +46,8 @@ from parley.storage.database import Database
 log = structlog.get_logger("parley.imports")
 
 CLIENT_ID_PREFIX = "import:"
+CHUNK = 1000  # messages per unit of work
+Frame = dict[str, Any]
 # Sources whose messages are Parley's own (exports, templates): no import provenance added.
 NATIVE_SOURCES = frozenset({"parley", "template"})
 
@@ -215,7 +217,11 @@ class Importer:
         return None
 
     async def write(self, p: Principal, conv: ImportedConversation) -> _Written:
-        """Create or complete the session of one conversation; publish what was committed."""
+        """Create or complete the session of one conversation; publish what was committed.
+
+        The session, its participants and assistants are one unit of work; messages follow in
+        units of ``CHUNK`` so a large conversation never holds the write lock for long. If a
+        write fails half way, importing again completes it (what is there is recognised)."""
         title = rules.clean_title(conv.title[: rules.MAX_TITLE])
         tags = rules.clean_tags(conv.tags)
         rules.check_json_size("metadata", conv.metadata, rules.MAX_METADATA_BYTES)
@@ -234,15 +240,15 @@ class Importer:
         key = conversation_key(conv.source, conv.external_id)
         now = utcnow()
 
-        def work(s: Session) -> _Written:
+        def open_session(s: Session) -> tuple[_Written, dict[str, str], dict[str, str]]:
             if s.get(m.Tenant, p.tenant_id) is None:
                 s.add(m.Tenant(id=p.tenant_id, name=p.tenant_id, created_at=now))
                 s.flush()
             record = s.get(m.ImportRecord, (p.tenant_id, key))
-            frames: list[m.Event] = []
+            events: list[m.Event] = []
             created = record is None
             if record is None:
-                row = self._new_session(s, p, conv, title, tags, now, frames)
+                row = self._new_session(s, p, conv, title, tags, now, events)
                 s.add(
                     m.ImportRecord(
                         tenant_id=p.tenant_id,
@@ -265,64 +271,89 @@ class Importer:
                         "this conversation was imported before into a session that is now archived",
                         code=ErrorCode.SESSION_ARCHIVED,
                     )
-            sid = row.id
             known: dict[str, str] = {
                 str(client_id): message_id
                 for client_id, message_id in s.execute(
                     select(m.Message.client_id, m.Message.id).where(
-                        m.Message.session_id == sid,
+                        m.Message.session_id == row.id,
                         m.Message.client_id.like(CLIENT_ID_PREFIX + "%"),
                     )
                 )
             }
-            self._join_authors(s, p, conv, row, now, frames)
-            renamed = self._add_assistants(s, p, conv, sid, now) if created else {}
-            ids: dict[str, str] = {}
-            added = present = 0
-            for msg in ordered:
-                client_id = message_key(conv.source, conv.external_id, msg.external_id)
-                if client_id in known:
-                    ids[msg.external_id] = known[client_id]
-                    present += 1
-                    continue
-                parent = ids.get(msg.parent) if msg.parent is not None else None
-                if parent is None and msg.parent is not None:
-                    parent = known.get(message_key(conv.source, conv.external_id, msg.parent))
-                row.last_seq += 1
-                message = self._message(p, conv, msg, sid, row.last_seq, parent, client_id)
-                if message.meta.get("assistant") in renamed:
-                    message.meta = {**message.meta, "assistant": renamed[message.meta["assistant"]]}
-                s.add(message)
-                ids[msg.external_id] = message.id
-                frames.append(
-                    new_event(
-                        p,
-                        sid,
-                        row.last_seq,
-                        "message.created",
-                        {"message": message_view(message)},
-                        now,
-                    )
-                )
-                added += 1
-            if added and not created:
-                row.updated_at = now
-            s.flush()
-            s.add_all(frames)
-            return _Written(sid, created, added, present, ids, [], [event_view(e) for e in frames])
+            self._join_authors(s, p, conv, row, now, events)
+            renamed = self._add_assistants(s, p, conv, row.id, now) if created else {}
+            s.add_all(events)
+            frames = [event_view(e) for e in events]
+            return _Written(row.id, created, 0, 0, {}, [], frames), known, renamed
 
-        written = await self.db.write(work)
+        written, known, renamed = await self.db.write(open_session)
         written.errors = errors
-        if written.frames:
-            try:
-                await self.publisher.publish(p.tenant_id, written.session_id, written.frames)
-            except Exception:  # committed: subscribers recover by replay and gap fill
-                log.exception("publishing imported events failed", session=written.session_id)
+        await self._publish(p, written.session_id, written.frames)
+        sid = written.session_id
+        ids = written.message_ids
+        pending: list[tuple[ImportedMessage, str]] = []
+        for msg in ordered:
+            client_id = message_key(conv.source, conv.external_id, msg.external_id)
+            if client_id in known:
+                ids[msg.external_id] = known[client_id]
+                written.present += 1
+            else:
+                pending.append((msg, client_id))
+        for start in range(0, len(pending), CHUNK):
+            chunk = pending[start : start + CHUNK]
+
+            def add(s: Session, chunk: list[tuple[ImportedMessage, str]] = chunk) -> list[Frame]:
+                row = session_row(s, p, sid, lock=True)
+                messages: list[dict[str, Any]] = []
+                events: list[dict[str, Any]] = []
+                frames: list[Frame] = []
+                for msg, client_id in chunk:
+                    parent = ids.get(msg.parent) if msg.parent is not None else None
+                    if parent is None and msg.parent is not None:
+                        parent = known.get(message_key(conv.source, conv.external_id, msg.parent))
+                    row.last_seq += 1
+                    values = self._message(p, conv, msg, sid, row.last_seq, parent, client_id)
+                    if values["metadata"].get("assistant") in renamed:
+                        values["metadata"] = {
+                            **values["metadata"],
+                            "assistant": renamed[values["metadata"]["assistant"]],
+                        }
+                    ids[msg.external_id] = values["id"]
+                    messages.append(values)
+                    view = message_view(cast(m.Message, _MessageRow(**values)))
+                    event: dict[str, Any] = {
+                        "session_id": sid,
+                        "seq": row.last_seq,
+                        "tenant_id": p.tenant_id,
+                        "name": "message.created",
+                        "actor_id": p.user_id,
+                        "data": {"message": view},
+                        "created_at": now,
+                    }
+                    events.append(event)
+                    frames.append(event_view(cast(m.Event, _EventRow(**event))))
+                if not written.created:
+                    row.updated_at = now
+                s.execute(insert(m.Message), [_columns(v) for v in messages])
+                s.execute(insert(m.Event), events)
+                return frames
+
+            frames = await self.db.write(add)
+            written.added += len(chunk)
+            await self._publish(p, sid, frames)
         if written.created and conv.document and self.documents is not None:
-            update = document_update(conv.document, written.message_ids)
+            update = document_update(conv.document, ids)
             if update is not None:
-                await self.documents.apply_server_update(p, written.session_id, update)
+                await self.documents.apply_server_update(p, sid, update)
         return written
+
+    async def _publish(self, p: Principal, session_id: str, frames: list[Frame]) -> None:
+        if not frames:
+            return
+        try:
+            await self.publisher.publish(p.tenant_id, session_id, frames)
+        except Exception:  # committed: subscribers recover by replay and gap fill
+            log.exception("publishing imported events failed", session=session_id)
 
     # -- pieces of the unit of work ----------------------------------------------------------
 
@@ -372,8 +403,22 @@ class Importer:
         for author in conv.authors:
             if author.user_id is not None and author.user_id != p.user_id:
                 wanted.setdefault(author.user_id, (author.name, author.kind, author.role))
+        ids = list(wanted)
+        users = {
+            u.id: u
+            for u in s.scalars(
+                select(m.User).where(m.User.tenant_id == p.tenant_id, m.User.id.in_(ids))
+            )
+        }
+        joined = set(
+            s.scalars(
+                select(m.Participant.user_id).where(
+                    m.Participant.session_id == row.id, m.Participant.user_id.in_(ids)
+                )
+            )
+        )
         for user_id, (name, kind, role) in wanted.items():
-            user = s.get(m.User, (p.tenant_id, user_id))
+            user = users.get(user_id)
             if user is None:
                 user = m.User(
                     tenant_id=p.tenant_id,
@@ -383,8 +428,7 @@ class Importer:
                     created_at=now,
                 )
                 s.add(user)
-                s.flush()
-            if s.get(m.Participant, (row.id, user_id)) is not None:
+            if user_id in joined:
                 continue
             part = m.Participant(
                 session_id=row.id,
@@ -405,6 +449,7 @@ class Importer:
                     now,
                 )
             )
+        s.flush()
 
     @staticmethod
     def _add_assistants(
@@ -449,7 +494,8 @@ class Importer:
         seq: int,
         parent: str | None,
         client_id: str,
-    ) -> m.Message:
+    ) -> dict[str, Any]:
+        """A message row's values, keyed like ``_MessageRow``."""
         parts = msg.parts
         if msg.attachments:
             parts = [*(parts or []), *({"type": "attachment", **a} for a in msg.attachments)]
@@ -458,18 +504,61 @@ class Importer:
             meta = {"import": {"source": conv.source, "id": msg.external_id}, **meta}
             if msg.parent is not None and parent is None:
                 meta["import"]["parent_missing"] = msg.parent
-        return m.Message(
-            id=new_id(),
-            tenant_id=p.tenant_id,
-            session_id=sid,
-            seq=seq,
-            author_id=msg.author or p.user_id,
-            parent_id=parent,
-            text=msg.text,
-            parts=parts,
-            meta=meta,
-            client_id=client_id,
-            created_at=msg.created_at,
-            edited_at=msg.edited_at,
-            deleted_at=msg.deleted_at,
-        )
+        return {
+            "id": new_id(),
+            "tenant_id": p.tenant_id,
+            "session_id": sid,
+            "seq": seq,
+            "author_id": msg.author or p.user_id,
+            "parent_id": parent,
+            "text": msg.text,
+            "parts": parts,
+            "metadata": meta,
+            "client_id": client_id,
+            "created_at": msg.created_at,
+            "edited_at": msg.edited_at,
+            "deleted_at": msg.deleted_at,
+        }
+
+
+@dataclass(slots=True)
+class _MessageRow:
+    """The attributes ``message_view`` reads, without the ORM's bookkeeping (bulk inserts of
+    plain values are several times cheaper than ORM objects)."""
+
+    id: str
+    tenant_id: str
+    session_id: str
+    seq: int
+    author_id: str
+    parent_id: str | None
+    text: str
+    parts: list[dict[str, Any]] | None
+    metadata: dict[str, Any]
+    client_id: str
+    created_at: datetime
+    edited_at: datetime | None
+    deleted_at: datetime | None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.metadata
+
+
+@dataclass(slots=True)
+class _EventRow:
+    session_id: str
+    seq: int
+    tenant_id: str
+    name: str
+    actor_id: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Message values keyed by attribute name for ``insert(m.Message)`` (``meta`` is the
+    ``metadata`` column)."""
+    out = dict(values)
+    out["meta"] = out.pop("metadata")
+    return out
