@@ -35,6 +35,9 @@ async def test_raw_and_multipart_uploads_report_and_reimport_nothing(
             }
         ]
         assert {s["title"] for s in report["sessions"]} == {"#general", "#random"}
+        metrics = (await h.get(server.base_url + "/metrics")).text
+        assert 'parley_imported_messages_total{format="slack"}' in metrics
+        assert 'parley_import_errors_total{format="slack"}' in metrics
         # The same file as a browser form sends it: nothing new.
         r = await h.post(
             "/imports", params={"format": "slack"}, files={"file": ("slack.zip", export)}

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -44,6 +45,13 @@ from parley.storage import models as m
 from parley.storage.database import Database
 
 log = structlog.get_logger("parley.imports")
+
+IMPORTED = Counter(
+    "parley_imported_messages_total", "Messages written by imports, by format.", ["format"]
+)
+IMPORT_ERRORS = Counter(
+    "parley_import_errors_total", "Import records skipped as errors, by format.", ["format"]
+)
 
 CLIENT_ID_PREFIX = "import:"
 CHUNK = 1000  # messages per unit of work
@@ -191,6 +199,9 @@ class Importer:
                 report.errors.append(RecordError(item.where or item.external_id, exc.message))
             if progress is not None:
                 progress(item)
+        if not dry_run:
+            IMPORTED.labels(format=fmt).inc(report.messages_added)
+            IMPORT_ERRORS.labels(format=fmt).inc(len(report.errors))
         log.info(
             "import finished",
             format=fmt,
