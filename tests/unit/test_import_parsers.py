@@ -169,3 +169,16 @@ def test_template_rendering_never_evaluates() -> None:
         validate({"name": "t", "title": "${x"})
     with pytest.raises(InvalidRequest, match=r"assistants.0.name"):
         validate({"name": "t", "assistants": [{"name": "bad name"}]})
+
+
+def test_zip_bombs_are_refused_before_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    from parley.imports import archives
+
+    monkeypatch.setattr(archives, "MAX_UNPACKED_BYTES", 10_000)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("channels.json", b"[]")
+        z.writestr("general/2024-01-01.json", b" " * 20_000)
+    for fmt in ("slack", "chatgpt", "parley-json", "whatsapp"):
+        (problem,) = errors(list(PARSERS[fmt]("export.zip", buf.getvalue())))
+        assert "would unpack to 20002 bytes" in problem

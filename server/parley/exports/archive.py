@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from parley.errors import NotFound
 from parley.exports.exporter import Exporter
 from parley.governance.auth import Principal
 from parley.ids import iso, utcnow
@@ -51,7 +52,10 @@ async def tenant_archive(
     listing: list[dict[str, Any]] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         async for sid in exporter.session_ids(p):
-            export = await exporter.session(p, sid)
+            try:
+                export = await exporter.session(p, sid)
+            except NotFound:  # deleted while the archive was written
+                continue
             archive.writestr(f"sessions/{sid}.json", orjson.dumps(export))
             entry = {
                 "id": sid,

@@ -171,6 +171,9 @@ class Importer:
             if isinstance(item, RecordNote):
                 report.notes += 1
                 continue
+            if not item.messages and item.source not in NATIVE_SOURCES:
+                report.notes += 1  # an empty channel or chat makes no session
+                continue
             report.conversations += 1
             try:
                 if dry_run:

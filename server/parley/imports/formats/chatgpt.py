@@ -10,14 +10,13 @@ JSON has no lines worth naming, so errors name the record: ``conversations.json:
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import orjson
 
+from parley.imports.archives import ArchiveError, open_zip
 from parley.imports.model import (
     ImportedAuthor,
     ImportedConversation,
@@ -37,9 +36,12 @@ TOOL = ImportedAuthor("chatgpt.tool", "ChatGPT tool", "bot")
 def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
     if data[:4] == b"PK\x03\x04":
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = open_zip(data)
             inner = next(n for n in archive.namelist() if n.endswith("conversations.json"))
-        except (zipfile.BadZipFile, StopIteration):
+        except ArchiveError as exc:
+            yield RecordError(name, str(exc))
+            return
+        except StopIteration:
             yield RecordError(name, "a zip without conversations.json")
             return
         name, data = f"{name}!{inner}", archive.read(inner)

@@ -4,14 +4,13 @@ edits and tombstones, participants and roles, tags, assistants, and the document
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from parley.exports.session_json import FORMAT, VERSION
+from parley.imports.archives import ArchiveError, open_zip
 from parley.imports.model import (
     ImportedAssistant,
     ImportedAuthor,
@@ -39,9 +38,9 @@ def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
 
 def _archive(name: str, data: bytes) -> Iterator[ParsedItem]:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        yield RecordError(name, f"not a readable zip archive: {exc}")
+        archive = open_zip(data)
+    except ArchiveError as exc:
+        yield RecordError(name, str(exc))
         return
     for entry in sorted(n for n in archive.namelist() if n.endswith(".json")):
         if entry == "manifest.json":

@@ -6,7 +6,6 @@ edited messages keep their last text and ``edited_at``. Errors name ``file:line`
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from parley.imports.archives import ArchiveError, open_zip
 from parley.imports.lines import array_item_lines
 from parley.imports.model import (
     ImportedAuthor,
@@ -52,8 +52,8 @@ def _plain(text: str, names: dict[str, str]) -> str:
 
 def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+        archive = open_zip(data)
+    except ArchiveError as exc:
         yield RecordError(name, f"not a Slack export zip: {exc}")
         return
     prefix = f"{name}!"

@@ -17,15 +17,14 @@ same chat re-imports only what is new. The chat is one session named after the f
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from parley.imports.archives import ArchiveError, open_zip
 from parley.imports.model import (
     ImportedAuthor,
     ImportedConversation,
@@ -58,9 +57,12 @@ def _decode(data: bytes) -> str:
 def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
     if data[:4] == b"PK\x03\x04":
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = open_zip(data)
             inner = next(n for n in archive.namelist() if n.endswith(".txt"))
-        except (zipfile.BadZipFile, StopIteration):
+        except ArchiveError as exc:
+            yield RecordError(name, str(exc))
+            return
+        except StopIteration:
             yield RecordError(name, "a zip without a chat .txt file")
             return
         data = archive.read(inner)
