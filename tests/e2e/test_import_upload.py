@@ -126,3 +126,33 @@ async def test_uploads_over_the_limit_get_413(
         )
         r = await h.post("/imports", params={"format": "mbox"}, content=small)
         assert r.status_code == 200, r.text
+
+
+async def test_imported_messages_reach_subscribers_and_deleted_sessions_come_back(
+    server: RunningServer,
+) -> None:
+    chat = (DATA / "whatsapp" / "iso-chat.txt").read_bytes()
+    async with server.http("alice") as h:
+        r = await h.post(
+            "/imports", params={"format": "whatsapp", "filename": "iso-chat.txt"}, content=chat
+        )
+        sid = r.json()["sessions"][0]["id"]
+        async with server.client("alice") as ws:
+            ack = await ws.subscribe(sid)
+            grown = chat + b"2023-12-31 21:50 - Ana: Perfeito\n"
+            r = await h.post(
+                "/imports", params={"format": "whatsapp", "filename": "iso-chat.txt"}, content=grown
+            )
+            assert r.json()["messages_added"] == 1
+            (event,) = await ws.events(1)
+            assert event["seq"] == ack["seq"] + 1
+            assert event["event"] == "message.created"
+            assert event["data"]["message"]["text"] == "Perfeito"
+            assert event["data"]["message"]["created_at"] == "2023-12-31T21:50:00.000Z"
+        assert (await h.delete(f"/sessions/{sid}")).status_code == 204
+        r = await h.post(
+            "/imports", params={"format": "whatsapp", "filename": "iso-chat.txt"}, content=grown
+        )
+        assert r.json()["sessions_created"] == 1
+        assert r.json()["messages_added"] == 4
+        assert r.json()["sessions"][0]["id"] != sid

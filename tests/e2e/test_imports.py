@@ -5,12 +5,16 @@ sessions, errors that name file and line (or record), and re-imports that add no
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 
+from parley.config import Settings
+from tests.conftest import redis_url_or_skip
 from tests.data_support import DATA, cli, messages_of, sessions_of, zip_folder
-from tests.support import RunningServer
+from tests.support import RunningServer, start_server
 
 
 async def test_chatgpt_keeps_every_branch_and_reimports_add_only_what_is_new(
@@ -282,3 +286,29 @@ async def test_discord_replies_bots_attachments_and_edits(server: RunningServer)
     assert kinds["Mia (maintainer)"] == "human"
     result = await cli(server, "import", "discord", str(path), "--tenant", "acme")
     assert "0 message(s) added, 3 already present" in result.output
+
+
+async def test_cli_imports_reach_a_running_server_live_over_redis(
+    pg_database: str,
+    settings_factory: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redis_url = redis_url_or_skip()
+    settings = settings_factory(database_url=pg_database, broker_url=redis_url)
+    async with start_server(settings) as server:
+        path = DATA / "whatsapp" / "iso-chat.txt"
+        await cli(server, "import", "whatsapp", str(path), "--tenant", "acme", "--as-user", "alice")
+        sid = (await sessions_of(server, "acme"))["iso-chat"]["id"]
+        async with server.client("alice") as ws:
+            await ws.subscribe(sid)
+            monkeypatch.setenv("PARLEY_BROKER_URL", redis_url)
+            text = path.read_text() + "2024-01-01 09:00 - Rui: Bom dia\n"
+            target = settings.data_dir / "iso-chat.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            result = await cli(
+                server, "import", "whatsapp", str(target), "--tenant", "acme", "--as-user", "alice"
+            )
+            assert "1 message(s) added" in result.output
+            (event,) = await ws.events(1)
+            assert event["data"]["message"]["text"] == "Bom dia"
