@@ -34,7 +34,11 @@ class Exporter:
     async def session(self, p: Principal, session_id: str) -> dict[str, Any]:
         """The ``parley.session`` export of one session. Raises ``NotFound`` like every read."""
 
-        def work(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        def work(
+            s: Session,
+        ) -> tuple[
+            dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
+        ]:
             row = session_row(s, p, session_id)
             view = session_view(row, tags_of(s, [session_id])[session_id])
             rows = s.scalars(
@@ -49,13 +53,31 @@ class Exporter:
                     .order_by(m.Assistant.created_at, m.Assistant.name)
                 )
             ]
-            return view, messages, assistants
+            edits = [
+                {
+                    "message_id": e.data["message"]["id"],
+                    "seq": e.seq,
+                    "event": e.name,
+                    "by": e.actor_id,
+                    "at": iso(e.created_at),
+                    "text": e.data["message"]["text"],
+                }
+                for e in s.scalars(
+                    select(m.Event)
+                    .where(
+                        m.Event.session_id == session_id,
+                        m.Event.name.in_(("message.edited", "message.deleted")),
+                    )
+                    .order_by(m.Event.seq)
+                )
+            ]
+            return view, messages, assistants, edits
 
-        view, messages, assistants = await self.db.read(work)
+        view, messages, assistants, edits = await self.db.read(work)
         participants = await self.service.list_participants(p, session_id)
         document = await self.documents.document(p, session_id)
         return export_document(
-            view, participants, messages, assistants, document, iso(utcnow()) or ""
+            view, participants, messages, assistants, document, edits, iso(utcnow()) or ""
         )
 
     async def session_ids(self, p: Principal) -> AsyncIterator[str]:

@@ -1,7 +1,8 @@
 """The session export format (``parley.session``, version 1), built from plain views. No I/O.
 
 Everything a session holds: the session, participants, every message with its place in the
-tree (``parent_id``; ``branches`` lists where the tree forks), edits and tombstones, the
+tree (``parent_id``; ``branches`` lists where the tree forks), tombstones and the history of
+edits and deletions (``edits``, from the event log), the
 collaborative document (notes, annotations, labels, pins), assistants and their usage.
 """
 
@@ -50,9 +51,11 @@ def export_document(
     messages: list[dict[str, Any]],
     assistants: list[dict[str, Any]],
     document: dict[str, Any],
+    edits: list[dict[str, Any]],
     exported_at: str,
 ) -> dict[str, Any]:
-    """The export of one session from its REST views (messages in seq order)."""
+    """The export of one session from its REST views (messages in seq order; ``edits`` the
+    history of edits and deletions from the event log, in seq order)."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -61,6 +64,7 @@ def export_document(
         "participants": participants,
         "messages": [{k: msg[k] for k in MESSAGE_FIELDS} for msg in messages],
         "branches": branches(messages),
+        "edits": edits,
         "document": {k: document.get(k) for k in ("notes", "annotations", "labels", "pins")},
         "assistants": [{k: a[k] for k in ASSISTANT_FIELDS} for a in assistants],
         "usage": usage(messages),
