@@ -4,10 +4,12 @@ against a running test server's store, and exports normalized for comparison."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import structlog
 from click.testing import CliRunner, Result
 
 from parley.cli import main
@@ -24,7 +26,16 @@ async def cli(server: RunningServer, *args: str) -> Result:
         str(server.settings.data_dir),
     ]
     runner = CliRunner()
-    return await asyncio.to_thread(runner.invoke, main, [*args, *store], catch_exceptions=False)
+    # The command configures logging for its process (to its captured stderr here); put the
+    # test process's logging back afterwards.
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    try:
+        return await asyncio.to_thread(runner.invoke, main, [*args, *store], catch_exceptions=False)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.configure(**config)
 
 
 def normalized(export: dict[str, Any]) -> dict[str, Any]:

@@ -312,3 +312,13 @@ async def test_cli_imports_reach_a_running_server_live_over_redis(
             assert "1 message(s) added" in result.output
             (event,) = await ws.events(1)
             assert event["data"]["message"]["text"] == "Bom dia"
+
+
+async def test_json_report_on_stdout_is_machine_readable(server: RunningServer) -> None:
+    path = DATA / "discord_general.json"
+    result = await cli(server, "import", "discord", str(path), "--tenant", "acme", "--json")
+    assert result.exit_code == 1
+    report = orjson.loads(result.stdout)
+    assert report["format"] == "discord"
+    assert report["messages_added"] == 3
+    assert report["errors"][0]["where"] == "discord_general.json:63"
