@@ -4,7 +4,10 @@ sessions, errors that name file and line (or record), and re-imports that add no
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -322,3 +325,40 @@ async def test_json_report_on_stdout_is_machine_readable(server: RunningServer) 
     assert report["format"] == "discord"
     assert report["messages_added"] == 3
     assert report["errors"][0]["where"] == "discord_general.json:63"
+
+
+async def test_the_installed_command_imports_and_exports(tmp_path: Path) -> None:
+    """The real program in its own process: progress on stderr, the summary on stdout."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    store = ["--database-url", url, "--data-dir", str(tmp_path)]
+
+    async def parley(*args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "parley.cli",
+            *args,
+            *store,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    path = DATA / "whatsapp" / "iso-chat.txt"
+    code, out, err = await parley("import", "whatsapp", str(path), "--tenant", "t1")
+    assert code == 0, err
+    assert out.startswith("imported 1 conversation(s): 1 new session(s)")
+    assert "importing iso-chat.txt" in err
+    archive = tmp_path / "t1.zip"
+    code, out, err = await parley("export", "tenant", "--tenant", "t1", "-o", str(archive))
+    assert code == 0, err
+    assert "exported 1 session(s)" in out
+    with zipfile.ZipFile(archive) as z:
+        (name,) = [n for n in z.namelist() if n.startswith("sessions/")]
+        export = orjson.loads(z.read(name))
+    assert [m["text"] for m in export["messages"]] == [
+        "Reunião amanhã às 10h",
+        "Combinado",
+        "Levo o projetor",
+    ]
