@@ -362,3 +362,18 @@ async def test_the_installed_command_imports_and_exports(tmp_path: Path) -> None
         "Combinado",
         "Levo o projetor",
     ]
+
+
+async def test_messages_that_cannot_be_stored_are_named_by_line(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    chat = tmp_path / "chat.txt"
+    chat.write_text(
+        "2024-01-01 10:00 - Ann: fine\n2024-01-01 10:01 - Ann: bad \x00 byte\n"
+        "2024-01-01 10:02 - Ann: " + "x" * 40_000 + "\n"
+    )
+    result = await cli(server, "import", "whatsapp", str(chat), "--tenant", "acme")
+    assert result.exit_code == 1
+    assert "chat.txt:2: text contains a NUL character (U+0000)" in result.output
+    assert "chat.txt:3: text is 40000 characters; the limit is 32000" in result.output
+    assert "1 message(s) added" in result.output

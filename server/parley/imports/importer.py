@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from parley.errors import Conflict, ErrorCode, Forbidden, ParleyError
@@ -181,7 +182,12 @@ class Importer:
                     report.errors.extend(errors)
                     report.messages_added += len(item.messages) - len(errors)
                 else:
-                    written = await self.write(p, item)
+                    try:
+                        written = await self.write(p, item)
+                    except IntegrityError:
+                        # Another import of the same conversation won a race; now it is
+                        # there, and a second pass adds only what is still missing.
+                        written = await self.write(p, item)
                     report.errors.extend(written.errors)
                     report.messages_added += written.added
                     report.messages_present += written.present
@@ -217,7 +223,7 @@ class Importer:
         return report
 
     def _check(self, conv: ImportedConversation, msg: ImportedMessage) -> RecordError | None:
-        where = f"{conv.where or conv.external_id}: message {msg.external_id}"
+        where = msg.where or f"{conv.where or conv.external_id}: message {msg.external_id}"
         try:
             rules.check_text(msg.text, self.max_text_chars)
             empty = not msg.text.strip() and not msg.parts and not msg.attachments

@@ -50,6 +50,7 @@ class ImportedMessage:
     parts: list[dict[str, Any]] | None = None
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
+    where: str = ""  # file:line of the record, for errors found while writing it
 
 
 @dataclass(slots=True)

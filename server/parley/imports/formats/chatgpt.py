@@ -150,6 +150,7 @@ def _conversation(where: str, record: Any) -> Iterator[ParsedItem]:
             parent=node.get("parent"),
             attachments=attachments,
             metadata=meta,
+            where=f"{where} node {node_id}",
         )
 
     for node_id, node in mapping.items():

@@ -88,6 +88,7 @@ def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
                 attachments=attachments,
                 edited_at=parse_iso(rec.get("timestampEdited")),
                 metadata={"pinned": True} if rec.get("isPinned") else {},
+                where=where,
             )
         )
     channel_name = str(channel.get("name") or channel.get("id"))

@@ -177,6 +177,7 @@ def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
                     parent=m.parent,
                     attachments=m.attachments,
                     metadata={"subject": m.subject, "message_id": m.message_id},
+                    where=f"{name}:{m.line}",
                 )
                 for m in members
             ],

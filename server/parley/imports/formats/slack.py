@@ -165,6 +165,7 @@ def _channel(
                     parent=str(thread) if thread and thread != ts else None,
                     attachments=files,
                     edited_at=from_epoch(edited.get("ts")) if isinstance(edited, dict) else None,
+                    where=where,
                 )
             )
     purpose = (

@@ -156,6 +156,7 @@ def _chat(label: str, title: str, lines: list[str]) -> Iterator[ParsedItem]:
             text=text,
             attachments=attachments,
             metadata={"line": number},
+            where=where,
         )
         messages.append(current)
     yield ImportedConversation(
