@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -15,9 +16,13 @@ from parley.config import Settings
 from parley.errors import ParleyError
 from parley.governance.auth import Principal, TenantRole, UserKind, valid_identifier
 from parley.imports.formats import PARSERS
-from parley.imports.importer import ImportReport
 from parley.imports.model import ImportedConversation, ParsedItem
 from parley.logging import configure_logging
+
+if TYPE_CHECKING:  # the storage stack loads only when a command runs: `parley --help` is fast
+    from sqlalchemy.orm import Session
+
+    from parley.imports.importer import ImportReport
 
 
 def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
@@ -213,9 +218,9 @@ def export_tenant(
     click.echo(f"exported {count} session(s) to {output}")
 
 
-def _count_sessions(tenant: str) -> Any:
+def _count_sessions(tenant: str) -> Callable[[Session], int]:
+    """A unit of work counting the tenant's sessions (for the progress bar's length)."""
     from sqlalchemy import func, select
-    from sqlalchemy.orm import Session
 
     from parley.storage import models as m
 
