@@ -22,7 +22,7 @@ from parley.logging import configure_logging
 if TYPE_CHECKING:  # the storage stack loads only when a command runs: `parley --help` is fast
     from sqlalchemy.orm import Session
 
-    from parley.imports.importer import ImportReport
+    from parley.imports.report import ImportReport
 
 
 def _settings(data_dir: Path | None, database_url: str | None) -> Settings:

@@ -12,7 +12,7 @@ import pytest
 
 from parley.errors import InvalidRequest
 from parley.imports.formats import PARSERS, whatsapp
-from parley.imports.importer import _ordered, message_key
+from parley.imports.keys import message_key
 from parley.imports.lines import array_item_lines
 from parley.imports.model import (
     ImportedConversation,
@@ -20,6 +20,7 @@ from parley.imports.model import (
     RecordError,
     RecordNote,
     imported_user_id,
+    in_time_order,
 )
 from parley.templates.library import builtin_templates, validate
 from parley.templates.render import render
@@ -85,7 +86,11 @@ def test_parents_come_before_their_replies_whatever_their_times() -> None:
     late_parent = ImportedMessage("p", None, t.replace(hour=5), "parent")
     early_child = ImportedMessage("c", None, t.replace(hour=1), "child", parent="p")
     other = ImportedMessage("o", None, t.replace(hour=3), "other")
-    assert [m.external_id for m in _ordered([late_parent, early_child, other])] == ["p", "c", "o"]
+    assert [m.external_id for m in in_time_order([late_parent, early_child, other])] == [
+        "p",
+        "c",
+        "o",
+    ]
 
 
 def test_keys_and_user_ids_are_stable_and_valid() -> None:

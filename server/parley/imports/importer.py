@@ -11,9 +11,8 @@ after what is there. Bad messages are reported with where they came from and ski
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -27,13 +26,16 @@ from parley.errors import Conflict, ErrorCode, Forbidden, ParleyError
 from parley.governance.auth import Principal, valid_identifier
 from parley.ids import new_id, utcnow
 from parley.imports.document import document_update
+from parley.imports.keys import CLIENT_ID_PREFIX, conversation_key, message_key
 from parley.imports.model import (
     ImportedConversation,
     ImportedMessage,
     ParsedItem,
     RecordError,
     RecordNote,
+    in_time_order,
 )
+from parley.imports.report import ImportReport
 from parley.relay import assistants as assistant_rules
 from parley.relay.assistants import Trigger
 from parley.relay.state.base import BusyPolicy
@@ -54,60 +56,15 @@ IMPORT_ERRORS = Counter(
     "parley_import_errors_total", "Import records skipped as errors, by format.", ["format"]
 )
 
-CLIENT_ID_PREFIX = "import:"
 CHUNK = 1000  # messages per unit of work
 Frame = dict[str, Any]
 # Sources whose messages are Parley's own (exports, templates): no import provenance added.
 NATIVE_SOURCES = frozenset({"parley", "template"})
 
 
-def conversation_key(source: str, external_id: str) -> str:
-    return hashlib.sha256(f"{source}\x00{external_id}".encode()).hexdigest()
-
-
-def message_key(source: str, conversation: str, message: str) -> str:
-    """The ``client_id`` of an imported message: stable across imports of the same export."""
-    digest = hashlib.sha256(f"{source}\x00{conversation}\x00{message}".encode()).hexdigest()
-    return CLIENT_ID_PREFIX + digest[:48]
-
-
 class DocumentWriter(Protocol):
     async def apply_server_update(self, p: Principal, session_id: str, update: bytes) -> None:
         """Store a server-made document change (see ``DocManager.apply_server_update``)."""
-
-
-@dataclass(slots=True)
-class ImportReport:
-    """What an import did; ``errors`` are the skipped records, with where they are."""
-
-    format: str
-    dry_run: bool = False
-    conversations: int = 0
-    sessions_created: int = 0
-    sessions_updated: int = 0
-    messages_added: int = 0
-    messages_present: int = 0
-    notes: int = 0
-    errors: list[RecordError] = field(default_factory=list)
-    sessions: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "dry_run": self.dry_run,
-            "conversations": self.conversations,
-            "sessions_created": self.sessions_created,
-            "sessions_updated": self.sessions_updated,
-            "messages_added": self.messages_added,
-            "messages_present": self.messages_present,
-            "skipped_notes": self.notes,
-            "errors": [{"where": e.where, "problem": e.problem} for e in self.errors],
-            "sessions": self.sessions,
-        }
 
 
 @dataclass(slots=True)
@@ -119,23 +76,6 @@ class _Written:
     message_ids: dict[str, str]
     errors: list[RecordError]
     frames: list[dict[str, Any]]
-
-
-def _ordered(messages: list[ImportedMessage]) -> list[ImportedMessage]:
-    """Original time order, with every parent before its replies (ties keep file order)."""
-    by_id = {msg.external_id: msg for msg in messages}
-    timed = sorted(range(len(messages)), key=lambda i: (messages[i].created_at, i))
-    out: list[ImportedMessage] = []
-    done: set[str] = set()
-    for index in timed:
-        chain: list[ImportedMessage] = []
-        msg: ImportedMessage | None = messages[index]
-        while msg is not None and msg.external_id not in done:
-            done.add(msg.external_id)
-            chain.append(msg)
-            msg = by_id.get(msg.parent) if msg.parent is not None else None
-        out.extend(reversed(chain))
-    return out
 
 
 class Importer:
@@ -256,7 +196,7 @@ class Importer:
                 good.append(msg)
             else:
                 errors.append(problem)
-        ordered = _ordered(good)
+        ordered = in_time_order(good)
         key = conversation_key(conv.source, conv.external_id)
         now = utcnow()
 

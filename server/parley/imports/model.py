@@ -126,3 +126,20 @@ def from_epoch(value: Any) -> datetime | None:
         return datetime.fromtimestamp(float(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+
+
+def in_time_order(messages: list[ImportedMessage]) -> list[ImportedMessage]:
+    """Original time order, with every parent before its replies (ties keep file order)."""
+    by_id = {msg.external_id: msg for msg in messages}
+    timed = sorted(range(len(messages)), key=lambda i: (messages[i].created_at, i))
+    out: list[ImportedMessage] = []
+    done: set[str] = set()
+    for index in timed:
+        chain: list[ImportedMessage] = []
+        msg: ImportedMessage | None = messages[index]
+        while msg is not None and msg.external_id not in done:
+            done.add(msg.external_id)
+            chain.append(msg)
+            msg = by_id.get(msg.parent) if msg.parent is not None else None
+        out.extend(reversed(chain))
+    return out
