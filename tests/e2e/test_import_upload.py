@@ -156,3 +156,22 @@ async def test_imported_messages_reach_subscribers_and_deleted_sessions_come_bac
         assert r.json()["sessions_created"] == 1
         assert r.json()["messages_added"] == 4
         assert r.json()["sessions"][0]["id"] != sid
+
+
+async def test_nul_characters_anywhere_are_record_errors_not_crashes(server: RunningServer) -> None:
+    mail = (
+        b"From a@b Mon Jan  8 09:15:00 2024\nFrom: A\x00B <a@b.c>\n"
+        b"Date: Mon, 08 Jan 2024 09:15:00 +0000\nMessage-ID: <x\x00y@b.c>\nSubject: hi\n\nhello\n"
+    )
+    async with server.http("alice") as h:
+        r = await h.post("/imports", params={"format": "mbox"}, content=mail)
+        assert r.status_code == 207, r.text
+        assert "NUL character" in r.json()["errors"][0]["problem"]
+        chat = b"2024-01-01 10:00 - Ann: hi\n"
+        r = await h.post(
+            "/imports", params={"format": "whatsapp", "filename": "a\x00b.txt"}, content=chat
+        )
+        assert r.status_code == 207, r.text
+        assert "NUL character" in r.json()["errors"][0]["problem"]
+        assert (await h.get("/templates/a%00b")).status_code == 404
+    assert await sessions_of(server, "acme") == {}

@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from parley.errors import Conflict, ErrorCode, Forbidden, ParleyError
+from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, ParleyError
 from parley.governance.auth import Principal, valid_identifier
 from parley.ids import new_id, utcnow
 from parley.imports.document import document_update
@@ -165,6 +165,7 @@ class Importer:
     def _check(self, conv: ImportedConversation, msg: ImportedMessage) -> RecordError | None:
         where = msg.where or f"{conv.where or conv.external_id}: message {msg.external_id}"
         try:
+            rules.check_storable("the message id", [msg.external_id, msg.parent])
             rules.check_text(msg.text, self.max_text_chars)
             empty = not msg.text.strip() and not msg.parts and not msg.attachments
             if empty and msg.deleted_at is None:
@@ -185,9 +186,11 @@ class Importer:
         title = rules.clean_title(conv.title[: rules.MAX_TITLE])
         tags = rules.clean_tags(conv.tags)
         rules.check_json_size("metadata", conv.metadata, rules.MAX_METADATA_BYTES)
+        rules.check_storable("the conversation id", conv.external_id)
         for author in conv.authors:
             if author.user_id is not None and not valid_identifier(author.user_id):
-                raise ParleyError(f"author id {author.user_id!r} is not a valid user id")
+                raise InvalidRequest(f"author id {author.user_id[:80]!r} is not a valid user id")
+            rules.check_storable("an author's name", author.name)
         errors: list[RecordError] = []
         good: list[ImportedMessage] = []
         for msg in conv.messages:

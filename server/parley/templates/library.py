@@ -10,6 +10,7 @@ note does not answer it."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from functools import cache
 from importlib import resources
@@ -34,7 +35,7 @@ from parley.relay.assistants import USER_PREFIX, Trigger
 from parley.sessions import rules
 from parley.sessions.service import SessionService
 from parley.storage import models as m
-from parley.templates.model import TemplateDefinition
+from parley.templates.model import TEMPLATE_NAME_PATTERN, TemplateDefinition
 from parley.templates.render import Rendered, check, render
 
 
@@ -133,6 +134,8 @@ class TemplateLibrary:
         )
 
     async def get(self, p: Principal, name: str) -> dict[str, Any]:
+        if not NAME_RE.match(name):
+            raise NotFound(f"template {name[:64]!r} not found")
         builtin = builtin_templates().get(name)
         if builtin is not None:
             return template_view(builtin, "builtin")
@@ -187,6 +190,8 @@ class TemplateLibrary:
             raise Forbidden("only tenant admins may change templates")
         if name in builtin_templates():
             raise Conflict(f"{name!r} is a built-in template and cannot be deleted")
+        if not NAME_RE.match(name):
+            raise NotFound(f"template {name[:64]!r} not found")
 
         def work(s: Session) -> None:
             row = s.get(m.SessionTemplate, (p.tenant_id, name))
@@ -277,3 +282,4 @@ class TemplateLibrary:
 
 
 TEMPLATE_FIELDS = frozenset(TemplateDefinition.model_fields)
+NAME_RE = re.compile(TEMPLATE_NAME_PATTERN)
