@@ -17,6 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
 from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import exports as export_routes
+from parley.api import imports as import_routes
+from parley.api import templates as template_routes
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
 from parley.config import Settings
@@ -171,6 +174,9 @@ def create_app(
         *participants.routes,
         *documents.routes,
         *assistants.routes,
+        *export_routes.routes,
+        *template_routes.routes,
+        *import_routes.routes,
     ]
     app = Starlette(
         routes=[

@@ -10,6 +10,7 @@ import click
 import structlog
 from pydantic import ValidationError
 
+from parley.cli_data import register as register_data_commands
 from parley.config import Settings
 from parley.governance.auth import TenantRole, UserKind, create_token
 from parley.logging import configure_logging
@@ -206,6 +207,9 @@ def token_create(
         raise click.BadParameter(str(exc)) from None
     click.echo(value)
 
+
+# Imports, exports and templates (cli_data.py).
+register_data_commands(main)
 
 if __name__ == "__main__":
     main()

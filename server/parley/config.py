@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         1024, ge=1, description="Answer token limit for assistants that set none."
     )
 
+    # -- imports (imports/, api/imports.py) -------------------------------------------------
+    import_max_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="Largest export file accepted by POST /api/v1/imports (imported in the "
+        "request; use `parley import` for larger files).",
+    )
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     # prompt (or its queue is full); the tenant runs as many generations as it may at once.
     ASSISTANT_BUSY = "assistant_busy"
     GENERATION_LIMIT = "generation_limit"
+    # Imports (imports/): an uploaded export over PARLEY_IMPORT_MAX_BYTES.
+    UPLOAD_TOO_LARGE = "upload_too_large"
 
 
 class CloseCode(IntEnum):
@@ -127,3 +129,10 @@ class RateLimited(ParleyError):
     def __init__(self, message: str, *, retry_after: float):
         super().__init__(message, details={"retry_after": round(retry_after, 3)})
         self.retry_after = retry_after
+
+
+class PayloadTooLarge(ParleyError):
+    """An upload over its size limit (imports)."""
+
+    code = ErrorCode.UPLOAD_TOO_LARGE
+    status = 413

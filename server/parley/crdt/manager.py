@@ -530,6 +530,28 @@ class DocManager:
         }
         return view
 
+    # -- changes made by the server ---------------------------------------------------------
+
+    async def apply_server_update(self, p: Principal, session_id: str, update: bytes) -> None:
+        """Store a change the server itself made (an import, a template) and hand it to every
+        process holding the document, this one included; annotations it completes are
+        recorded as ``annotation.*`` events by ``p``. Raises ``NotFound`` like every write."""
+        await self.access(p, session_id)
+        await self.store.append(p.tenant_id, session_id, update)
+        channel = doc_channel(p.tenant_id, session_id)
+        # Not our process id: a room of this process applies it too (rooms drop their own echo).
+        await self.broker.publish(channel, pack(("u", "server:" + self.process_id, [update])))
+        doc: Doc[Any] = Doc()
+        schema.define_roots(doc)
+        doc.apply_update(update)
+        events: list[tuple[str, dict[str, Any]]] = []
+        for view in schema.annotations_view(doc):
+            if view["message_id"]:
+                events.append(("annotation.created", {"annotation": view}))
+                if view["resolved"]:
+                    events.append(("annotation.resolved", {"annotation": view}))
+        await self.annotations.record(p, session_id, events)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def stop(self, flush_timeout: float = 10.0) -> None:

@@ -215,3 +215,38 @@ class Assistant(Base):
         UniqueConstraint("session_id", "name"),
         Index(None, "tenant_id", "session_id"),
     )
+
+
+# -- imports and templates (imports/, templates/) ---------------------------------------------
+# An import record maps a conversation of an outside source to the session it became, so a
+# second import of the same export finds the session instead of making another. The key is a
+# hash of (source, external id): external ids (mbox Message-IDs) can be long.
+
+
+class ImportRecord(Base):
+    """Which session a conversation of an imported export became."""
+
+    __tablename__ = "import_records"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(Text)
+    session_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "session_id"),
+    )
+
+
+class SessionTemplate(Base):
+    """A tenant's own session template (the built-in library lives in the package)."""
+
+    __tablename__ = "session_templates"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),)

@@ -1,0 +1,28 @@
+"""Opening zip exports safely: what the entries would unpack to is checked before anything
+is read, so a small upload cannot expand into gigabytes (a zip bomb)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+MAX_RATIO = 200  # unpacked / packed; real exports of JSON and text stay well under 50
+
+
+class ArchiveError(ValueError):
+    """The zip cannot be read, or would unpack to too much."""
+
+
+def open_zip(data: bytes) -> zipfile.ZipFile:
+    """A zip archive over ``data`` (raises ArchiveError with the reason)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ArchiveError(f"not a readable zip archive: {exc}") from None
+    unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_UNPACKED_BYTES or unpacked > MAX_RATIO * max(len(data), 1024 * 1024):
+        raise ArchiveError(
+            f"the archive would unpack to {unpacked} bytes from {len(data)}; refused as unsafe"
+        )
+    return archive

@@ -1,0 +1,131 @@
+"""Parley's own session export (``parley.session`` v1), one file or a tenant archive (zip of
+``sessions/*.json``). Importing it gives back the same session: messages with their tree,
+edits and tombstones, participants and roles, tags, assistants, and the document."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from parley.exports.session_json import FORMAT, VERSION
+from parley.imports.archives import ArchiveError, open_zip
+from parley.imports.model import (
+    ImportedAssistant,
+    ImportedAuthor,
+    ImportedConversation,
+    ImportedMessage,
+    ParsedItem,
+    RecordError,
+    parse_iso,
+)
+
+SOURCE = "parley"
+
+
+def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
+    if data[:4] == b"PK\x03\x04":
+        yield from _archive(name, data)
+        return
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        yield RecordError(name, f"not valid JSON: {exc}")
+        return
+    yield from _session(name, doc)
+
+
+def _archive(name: str, data: bytes) -> Iterator[ParsedItem]:
+    try:
+        archive = open_zip(data)
+    except ArchiveError as exc:
+        yield RecordError(name, str(exc))
+        return
+    for entry in sorted(n for n in archive.namelist() if n.endswith(".json")):
+        if entry == "manifest.json":
+            continue
+        where = f"{name}!{entry}"
+        try:
+            doc = orjson.loads(archive.read(entry))
+        except orjson.JSONDecodeError as exc:
+            yield RecordError(where, f"not valid JSON: {exc}")
+            continue
+        yield from _session(where, doc)
+
+
+def _session(where: str, doc: Any) -> Iterator[ParsedItem]:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        yield RecordError(where, f'not a Parley session export (expected "format": "{FORMAT}")')
+        return
+    if doc.get("version") != VERSION:
+        yield RecordError(where, f"export version {doc.get('version')!r} is not supported")
+        return
+    try:
+        yield _conversation(where, doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        yield RecordError(where, f"malformed export: {type(exc).__name__}: {exc}")
+
+
+def _time(value: Any, label: str) -> Any:
+    ts = parse_iso(value)
+    if ts is None:
+        raise ValueError(f"{label} is not an ISO 8601 time: {value!r}")
+    return ts
+
+
+def _conversation(where: str, doc: dict[str, Any]) -> ImportedConversation:
+    session = doc["session"]
+    messages = [
+        ImportedMessage(
+            external_id=str(msg["id"]),
+            author=str(msg["author"]),
+            created_at=_time(msg["created_at"], f"message {msg['id']} created_at"),
+            text=str(msg.get("text") or ""),
+            parent=msg.get("parent_id"),
+            metadata=dict(msg.get("metadata") or {}),
+            parts=msg.get("parts"),
+            edited_at=parse_iso(msg.get("edited_at")),
+            deleted_at=parse_iso(msg.get("deleted_at")),
+        )
+        for msg in doc["messages"]
+    ]
+    authors = [
+        ImportedAuthor(
+            user_id=str(part["user_id"]),
+            name=str(part.get("name") or part["user_id"]),
+            kind=str(part.get("kind") or "human"),
+            role=str(part.get("role") or "editor"),
+        )
+        for part in doc.get("participants") or []
+    ]
+    assistants = [
+        ImportedAssistant(
+            name=a["name"],
+            user_id=a["user_id"],
+            provider=a["provider"],
+            model=a["model"],
+            system_prompt=a.get("system_prompt") or "",
+            params=dict(a.get("params") or {}),
+            trigger=a.get("trigger") or "mention",
+            busy_policy=a.get("busy_policy") or "queue",
+            context_window=a.get("context_window"),
+            max_output_tokens=a.get("max_output_tokens"),
+            old_id=a.get("id"),
+        )
+        for a in doc.get("assistants") or []
+    ]
+    return ImportedConversation(
+        source=SOURCE,
+        external_id=str(session["id"]),
+        title=str(session.get("title") or ""),
+        messages=messages,
+        authors=authors,
+        created_at=_time(session["created_at"], "session created_at"),
+        tags=list(session.get("tags") or []),
+        metadata=dict(session.get("metadata") or {}),
+        status=str(session.get("status") or "active"),
+        assistants=assistants,
+        document=doc.get("document"),
+        where=where,
+    )

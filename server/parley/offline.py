@@ -1,0 +1,90 @@
+"""The services a command-line tool needs outside a running server (``parley import``,
+``export``, ``session from-template``): the database, the broker (so servers sharing a Redis
+broker see the events live), the session service, documents, importer and exporter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from parley.broker import Broker, create_broker
+from parley.config import Settings
+from parley.crdt.manager import DocManager
+from parley.exports.exporter import Exporter
+from parley.hub.events import OutEvent
+from parley.hub.hub import session_channel
+from parley.ids import iso, utcnow
+from parley.imports.importer import Importer
+from parley.sessions.annotations import AnnotationEvents
+from parley.sessions.service import SessionService
+from parley.storage.database import Database
+from parley.storage.migrate import upgrade
+
+
+class BrokerPublisher:
+    """Publishes committed events the way the hub does, without a hub (no local clients)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    async def publish(
+        self, tenant_id: str, session_id: str, frames: Sequence[dict[str, Any]]
+    ) -> None:
+        channel = session_channel(tenant_id, session_id)
+        for frame in frames:
+            await self.broker.publish(channel, OutEvent.from_frame(frame).envelope())
+
+    async def publish_ephemeral(
+        self, tenant_id: str, session_id: str, name: str, data: dict[str, Any]
+    ) -> None:
+        frame = {
+            "type": "event",
+            "session": session_id,
+            "seq": 0,
+            "event": name,
+            "data": data,
+            "ephemeral": True,
+            "ts": iso(utcnow()),
+        }
+        await self.broker.publish(
+            session_channel(tenant_id, session_id), OutEvent.from_frame(frame).envelope()
+        )
+
+
+@dataclass
+class Offline:
+    settings: Settings
+    db: Database
+    service: SessionService
+    docs: DocManager
+    importer: Importer
+    exporter: Exporter
+
+
+@asynccontextmanager
+async def offline(settings: Settings) -> AsyncIterator[Offline]:
+    """Open the store (migrated first: safe to repeat) and the broker; close both after."""
+    url = settings.effective_database_url
+    await asyncio.to_thread(upgrade, url)
+    db = Database(url)
+    broker = create_broker(settings.broker_url, sharded=settings.redis_sharded)
+    await broker.start()
+    try:
+        service = SessionService(
+            db, BrokerPublisher(broker), max_text_chars=settings.max_text_chars
+        )
+        docs = DocManager(db, broker, AnnotationEvents.of(service), settings)
+        yield Offline(
+            settings=settings,
+            db=db,
+            service=service,
+            docs=docs,
+            importer=Importer(db, service.publisher, docs, max_text_chars=settings.max_text_chars),
+            exporter=Exporter(service, docs),
+        )
+    finally:
+        await broker.stop()
+        await db.close()
