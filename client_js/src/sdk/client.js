@@ -421,5 +421,9 @@ export class ParleyClient extends Emitter {
     this._dropPending()
     for (const p of this._pending.values()) { clearTimeout(p.timer); p.reject(new ConnectionError('client closed')) }
     this._pending.clear()
+    for (const doc of [...this._documents.values()]) doc._dispose()
+    for (const sub of this._subscriptions.values()) {
+      for (const t of sub._typingTimers.values()) clearTimeout(t)
+    }
   }
 }

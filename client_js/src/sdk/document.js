@@ -117,6 +117,14 @@ export class SessionDocument extends Emitter {
     }
   }
 
+  /**
+   * Join again, so the server reads this user's role afresh (after they became a participant,
+   * their changes are accepted without waiting for the role cache to expire).
+   */
+  rejoin () {
+    return this._join()
+  }
+
   /** Handle one `doc` frame from the server. @param {string} data */
   _receive (data) {
     const decoder = decoding.createDecoder(fromBase64(data))
@@ -250,14 +258,19 @@ export class SessionDocument extends Emitter {
     return m
   }
 
-  /** Leave the document: presence ends for everyone at once. */
-  async close () {
-    if (this.closed) return
+  /** Stop syncing and drop the awareness timer (the socket is closing, or we leave). */
+  _dispose () {
     this.closed = true
     this.doc.off('update', this._onUpdate)
     this.awareness.off('update', this._onAwareness)
     this.awareness.destroy()
     this.client._documents.delete(this.session)
+  }
+
+  /** Leave the document: presence ends for everyone at once. */
+  async close () {
+    if (this.closed) return
+    this._dispose()
     try {
       await this.client.request({ type: 'doc_leave', session: this.session })
     } catch { /* the socket is gone: leaving happened with it */ }
