@@ -81,7 +81,7 @@ export class Conversation {
     this.messagesEl = h('div.messages', { 'aria-live': 'polite' })
     this.body = h('section.conv-body', this.messagesEl)
     this.typingEl = h('div.typing-line')
-    this.input = /** @type {HTMLTextAreaElement} */ (h('textarea.composer-input', { rows: 1, placeholder: 'Write a message…  (@name asks an assistant)', 'aria-label': 'Message' }))
+    this.input = /** @type {HTMLTextAreaElement} */ (h('textarea.composer-input', { rows: 1, placeholder: window.matchMedia('(max-width: 760px)').matches ? 'Message' : 'Write a message…  (@name asks an assistant)', 'aria-label': 'Message' }))
     this.askRow = h('div.ask-row')
     this.sendBtn = h('button.send-btn', { 'aria-label': 'Send', title: 'Send (Enter)', on: { click: () => this.submit() } }, icon('send', 20))
     this.composer = h('footer.composer', this.typingEl, this.askRow, h('div.composer-box', this.input, this.sendBtn))

@@ -1,4 +1,4 @@
-"""The browser workspace: static assets built from ``client_js/`` (``make web``), served at ``/``."""
+"""The browser workspace: files built from ``client_js/`` (``make web``), served at ``/``."""
 
 from parley.web.static import routes
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -32,7 +33,13 @@ class _ImmutableAssets(StaticFiles):
     """Content-hashed assets: cached for a year, never revalidated."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_cache(message: dict) -> None:  # type: ignore[type-arg]
+        if not await anyio.Path(
+            str(self.directory)
+        ).is_dir():  # not built: a plain 404, not a crash
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+
+        async def send_with_cache(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
                 message.setdefault("headers", [])
                 message["headers"] = [
@@ -44,19 +51,24 @@ class _ImmutableAssets(StaticFiles):
         await super().__call__(scope, receive, send_with_cache)
 
 
-async def index(request: Request) -> Response:
-    """The workspace's single page, or how to build it when it was not built."""
-    page = STATIC_DIR / "index.html"
-    if not page.is_file():
-        return HTMLResponse(_NOT_BUILT, status_code=503, headers={"cache-control": "no-store"})
-    return FileResponse(page, headers={"cache-control": "no-cache"})
+def web_routes(static_dir: Path = STATIC_DIR) -> list[BaseRoute]:
+    """``/`` (the workspace's page) and ``/assets`` (its files), served from ``static_dir``."""
+
+    async def index(request: Request) -> Response:
+        page = static_dir / "index.html"
+        if not page.is_file():
+            return HTMLResponse(_NOT_BUILT, status_code=503, headers={"cache-control": "no-store"})
+        # Revalidated on every load: it names the current hashed assets.
+        return FileResponse(page, headers={"cache-control": "no-cache"})
+
+    return [
+        Route("/", index, methods=["GET", "HEAD"]),
+        Mount(
+            "/assets",
+            app=_ImmutableAssets(directory=static_dir / "assets", check_dir=False),
+            name="web-assets",
+        ),
+    ]
 
 
-routes: list[BaseRoute] = [
-    Route("/", index, methods=["GET", "HEAD"]),
-    Mount(
-        "/assets",
-        app=_ImmutableAssets(directory=STATIC_DIR / "assets", check_dir=False),
-        name="web-assets",
-    ),
-]
+routes = web_routes()
