@@ -213,3 +213,18 @@ async function scenario (alice, bob, session, api) {
   await phone.locator('.panel .thread.resolved').waitFor()
   await shot(phone, 'phone-annotations')
 }
+
+test('sign-in: a refused token says so; a good one opens the workspace', async () => {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 800 } })
+  const page = await context.newPage()
+  await page.goto(server.url)
+  await page.locator('.signin-card').waitFor()
+  await page.fill('#token', 'not-a-token')
+  await page.click('.signin-card .btn.primary')
+  await page.locator('.signin-card .alert', { hasText: 'refused' }).waitFor()
+  await shot(page, 'sign-in')
+  await page.fill('#token', server.token('dana', { name: 'Dana Scott' }))
+  await page.click('.signin-card .btn.primary')
+  await page.locator('.me', { hasText: 'Dana Scott' }).waitFor()
+  await context.close()
+})
