@@ -290,8 +290,9 @@ export class ParleyClient extends Emitter {
     })
   }
 
-  /** @param {Subscription} sub */
+  /** @param {Subscription} sub @returns {Promise<any>} */
   async _subscribeFrame (sub) {
+    /** @type {Record<string, any>} */
     const frame = { type: 'subscribe', session: sub.session }
     if (sub.lastSeq !== null) frame.since_seq = sub.lastSeq
     let ack
@@ -362,6 +363,7 @@ export class ParleyClient extends Emitter {
    */
   send (sessionId, message) {
     const m = typeof message === 'string' ? { text: message } : message
+    /** @type {Record<string, any>} */
     const frame = { type: 'send', session: sessionId, client_id: m.clientId || newClientId() }
     if (m.text !== undefined) frame.text = m.text
     if (m.parts) frame.parts = m.parts
@@ -393,6 +395,7 @@ export class ParleyClient extends Emitter {
    * @param {{text?: string, messageId?: string, parentId?: string, clientId?: string}} [options]
    */
   ask (sessionId, assistant, options = {}) {
+    /** @type {Record<string, any>} */
     const frame = { type: 'ask', session: sessionId, assistant }
     if (options.text !== undefined) {
       frame.text = options.text

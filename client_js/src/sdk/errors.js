@@ -19,26 +19,31 @@ export class ParleyError extends Error {
 
 /** The token is missing, invalid or expired (401, close 4001): get a new token. */
 export class AuthError extends ParleyError {
+  /** @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (message, extra) { super('unauthenticated', message, extra); this.name = 'AuthError' }
 }
 
 /** The id does not exist, or belongs to another tenant (404). */
 export class NotFoundError extends ParleyError {
+  /** @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (message, extra) { super('not_found', message, extra); this.name = 'NotFoundError' }
 }
 
 /** The caller's role does not allow the action (403). */
 export class ForbiddenError extends ParleyError {
+  /** @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (message, extra) { super('forbidden', message, extra); this.name = 'ForbiddenError' }
 }
 
 /** The action contradicts the current state: conflict, session_archived, assistant_busy (409). */
 export class ConflictError extends ParleyError {
+  /** @param {string} code @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (code, message, extra) { super(code, message, extra); this.name = 'ConflictError' }
 }
 
 /** Too fast: rate_limited, generation_limit (429). `retryAfter` is in seconds when known. */
 export class RateLimitError extends ParleyError {
+  /** @param {string} code @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (code, message, extra) {
     super(code, message, extra)
     this.name = 'RateLimitError'
@@ -49,16 +54,19 @@ export class RateLimitError extends ParleyError {
 
 /** The request was refused as invalid (400, 422): invalid_frame, invalid_request, text_too_long… */
 export class ValidationError extends ParleyError {
+  /** @param {string} code @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (code, message, extra) { super(code, message, extra); this.name = 'ValidationError' }
 }
 
 /** The connection dropped before the server answered; the request may or may not have applied. */
 export class ConnectionError extends ParleyError {
+  /** @param {string} message @param {{status?: number|null, details?: unknown}} [extra] */
   constructor (message, extra) { super('connection_lost', message, extra); this.name = 'ConnectionError' }
 }
 
 /** No answer within the timeout. */
 export class TimeoutError extends ParleyError {
+  /** @param {string} message */
   constructor (message) { super('timeout', message); this.name = 'TimeoutError' }
 }
 
