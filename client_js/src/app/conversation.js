@@ -74,7 +74,7 @@ export class Conversation {
         h('div.conv-heading', this.title, this.tagsEl),
         this.presenceEl,
         h('button.icon-btn.labeled', { title: 'Assistants', 'data-action': 'assistants', on: { click: () => this.openAssistants() } }, icon('bot'), h('span.btn-label', 'Assistants')),
-        h('button.icon-btn.labeled', { title: 'Annotations', 'data-action': 'annotations', on: { click: () => this.togglePanel() } }, icon('comment'), h('span.btn-label', 'Notes'), this.annBadge)
+        h('button.icon-btn.labeled', { title: 'Annotations', 'data-action': 'annotations', on: { click: () => this.togglePanel() } }, icon('comment'), h('span.btn-label', 'Comments'), this.annBadge)
       ),
       this.tabs
     )
@@ -120,7 +120,10 @@ export class Conversation {
     const since = Math.max(0, ...messages.map((/** @type {any} */ m) => m.seq))
     this.sub = await this.client.subscribe(this.sessionId, { sinceSeq: Math.min(since, session.last_seq) })
     this.sub.on('event', (/** @type {any} */ f) => this.onEvent(f))
-    this.sub.on('stream', () => this.renderStreams())
+    this.sub.on('stream', (/** @type {any} */ s, /** @type {string} */ kind) => {
+      if (kind === 'error') toast(`${s.assistant?.name || 'The assistant'} could not answer.`, 'error')
+      this.renderStreams()
+    })
     this.sub.on('typing', () => this.renderTyping())
     await this.attachDocument()
     this.renderAll()
@@ -322,6 +325,7 @@ export class Conversation {
             h('button.icon-btn.xs', { 'aria-label': 'Next branch', disabled: idx === siblings.length - 1, on: { click: () => this.switchTo(siblings[idx + 1].id) } }, icon('right', 14))) : null,
           threadCount ? h('button.thread-chip', { on: { click: () => this.openThread(anns.find((a) => !a.resolved).id) } }, icon('comment', 14), `${threadCount}`) : null,
           m.metadata?.finish_reason === 'cancelled' ? h('span.muted.small', 'stopped') : null,
+          m.metadata?.error ? h('span.msg-error', { title: JSON.stringify(m.metadata.error) }, `The assistant failed: ${m.metadata.error.message || m.metadata.error.kind || 'error'}`) : null,
           actions)
       )
     )
