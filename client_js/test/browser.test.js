@@ -199,6 +199,13 @@ async function scenario (alice, bob, session, api) {
   await bob.click('.tab[data-tab="tree"]')
   await bob.locator('.tree-node', { hasText: 'Summarise where we are' }).first().waitFor()
 
+  // Renaming the session shows for the other at once.
+  await alice.click('[data-action="settings"]')
+  await alice.fill('dialog input[name="title"]', 'Launch plan (Q3)')
+  await alice.click('[data-action="save-session"]')
+  await bob.locator('.conv-title', { hasText: 'Launch plan (Q3)' }).waitFor()
+  await bob.locator('.session-item', { hasText: 'Launch plan (Q3)' }).waitFor()
+
   // Phone width: the list, then the conversation, one at a time.
   const phone = await signIn('carol', 'Carol Diaz', { width: 390, height: 844 })
   await shot(phone, 'phone-list')

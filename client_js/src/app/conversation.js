@@ -73,6 +73,7 @@ export class Conversation {
         h('button.icon-btn.back', { 'aria-label': 'Back to sessions', on: { click: () => hooks.back() } }, icon('back')),
         h('div.conv-heading', this.title, this.tagsEl),
         this.presenceEl,
+        h('button.icon-btn', { title: 'Session settings', 'aria-label': 'Session settings', 'data-action': 'settings', on: { click: () => this.openSettings() } }, icon('settings')),
         h('button.icon-btn.labeled', { title: 'Assistants', 'data-action': 'assistants', on: { click: () => this.openAssistants() } }, icon('bot'), h('span.btn-label', 'Assistants')),
         h('button.icon-btn.labeled', { title: 'Annotations', 'data-action': 'annotations', on: { click: () => this.togglePanel() } }, icon('comment'), h('span.btn-label', 'Comments'), this.annBadge)
       ),
@@ -89,7 +90,9 @@ export class Conversation {
     this.selectionBar = h('div.selection-bar',
       h('button', { 'data-action': 'highlight', on: { mousedown: (/** @type {Event} */ e) => e.preventDefault(), click: () => this.annotateSelection('highlight') } }, icon('highlight', 16), 'Highlight'),
       h('button', { 'data-action': 'comment', on: { mousedown: (/** @type {Event} */ e) => e.preventDefault(), click: () => this.annotateSelection('comment') } }, icon('comment', 16), 'Comment'))
-    this.el = h('div.conversation', h('div.conv-column', this.header, this.body, this.composer), this.panel, this.selectionBar)
+    this.banner = h('div.conn-banner', { role: 'status' })
+    this.el = h('div.conversation', h('div.conv-column', this.header, this.banner, this.body, this.composer), this.panel, this.selectionBar)
+    this._offState = client.on('state', (/** @type {string} */ st) => this.renderConnection(st))
 
     this.input.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); this.submit() }
@@ -160,8 +163,43 @@ export class Conversation {
     this.renderPresence()
   }
 
+  /** @param {string} state */
+  renderConnection (state) {
+    fill(this.banner, state === 'open' ? null : h('span', h('span.spinner.sm'), state === 'closed' ? 'Disconnected.' : 'Reconnecting… messages you send now go out when the connection is back.'))
+    this.banner.classList.toggle('show', state !== 'open')
+    if (state === 'open' && this.sub) this.renderMessages()
+  }
+
+  openSettings () {
+    if (!this.session) return
+    const title = /** @type {HTMLInputElement} */ (h('input.input', { name: 'title', value: this.session.title, 'aria-label': 'Title' }))
+    const tags = /** @type {HTMLInputElement} */ (h('input.input', { name: 'tags', value: this.session.tags.join(', '), 'aria-label': 'Tags' }))
+    const archived = this.session.status === 'archived'
+    const error = h('div.form-error')
+    const save = async (/** @type {Record<string, unknown>} */ changes) => {
+      try {
+        this.session = await this.client.rest.updateSession(this.sessionId, changes)
+        this.renderHeader()
+        this.hooks.onTitle()
+        dialog.close()
+      } catch (err) { error.textContent = /** @type {Error} */ (err).message }
+    }
+    const dialog = /** @type {HTMLDialogElement} */ (h('dialog.dialog',
+      h('div.dialog-head', h('h3', 'Session'), h('button.icon-btn', { 'aria-label': 'Close', on: { click: () => dialog.close() } }, icon('close'))),
+      h('label.field-label', 'Title'), title,
+      h('label.field-label', 'Tags (comma separated)'), tags,
+      error,
+      h('div.dialog-actions.spread',
+        h('button.btn', { 'data-action': 'archive', on: { click: () => save({ status: archived ? 'active' : 'archived' }) } }, icon('archive', 16), archived ? 'Reopen' : 'Archive'),
+        h('button.btn.primary', { 'data-action': 'save-session', on: { click: () => save({ title: title.value.trim() || 'Untitled', tags: tags.value.split(',').map((t) => t.trim()).filter(Boolean) }) } }, 'Save'))))
+    document.body.appendChild(dialog)
+    dialog.addEventListener('close', () => dialog.remove())
+    dialog.showModal()
+  }
+
   destroy () {
     this.destroyed = true
+    this._offState?.()
     document.removeEventListener('selectionchange', this._onSelection)
     this.sub?.unsubscribe()
     this.doc?.close()
