@@ -17,6 +17,8 @@ const WEB = join(ROOT, 'server', 'parley', 'web', 'static', 'index.html')
 let server
 /** @type {import('playwright-core').Browser} */
 let browser
+/** Script errors and requests to anywhere but the server: both must stay empty. */
+const problems = []
 
 before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (never download a browser)`)
@@ -35,10 +37,20 @@ after(async () => {
 async function signIn (user, name, size = { width: 1360, height: 860 }) {
   const context = await browser.newContext({ viewport: size, deviceScaleFactor: 1 })
   const page = await context.newPage()
-  page.on('pageerror', (err) => { throw err })
+  watch(page)
   await page.goto(`${server.url}/#token=${server.token(user, { name })}`)
   await page.locator('.session-list').waitFor()
   return page
+}
+
+/** Record script errors and any request that leaves the server (no CDN, no network). */
+function watch (page) {
+  page.on('pageerror', (err) => problems.push(`script error: ${err.message}`))
+  page.on('console', (msg) => { if (msg.type() === 'error' && !/status of 40[14]/.test(msg.text())) problems.push(`console: ${msg.text()}`) })
+  page.on('request', (req) => {
+    const url = req.url()
+    if (!url.startsWith(server.url) && !url.startsWith(server.url.replace('http', 'ws')) && !url.startsWith('data:')) problems.push(`request to ${url}`)
+  })
 }
 
 /** @param {import('playwright-core').Page} page @param {string} name */
@@ -78,6 +90,7 @@ test('two people in one session: messages, presence, typing, streaming with stop
   const bob = await signIn('bob', 'Bob Chen')
   try {
     await scenario(alice, bob, session, api)
+    assert.deepEqual(problems, [])
   } catch (err) {
     await shot(alice, 'failure-alice').catch(() => null)
     await shot(bob, 'failure-bob').catch(() => null)
@@ -222,8 +235,10 @@ async function scenario (alice, bob, session, api) {
 }
 
 test('sign-in: a refused token says so; a good one opens the workspace', async () => {
+  problems.length = 0
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } })
   const page = await context.newPage()
+  watch(page)
   await page.goto(server.url)
   await page.locator('.signin-card').waitFor()
   await page.fill('#token', 'not-a-token')
@@ -234,4 +249,5 @@ test('sign-in: a refused token says so; a good one opens the workspace', async (
   await page.click('.signin-card .btn.primary')
   await page.locator('.me', { hasText: 'Dana Scott' }).waitFor()
   await context.close()
+  assert.deepEqual(problems, [])
 })

@@ -36,7 +36,7 @@ export async function assistantsDialog (client, sessionId, current, changed) {
       : [h('p.muted.small', 'No assistants in this session yet.')]))
   }
   render()
-  const name = /** @type {HTMLInputElement} */ (h('input.input', { name: 'name', placeholder: 'helper', required: true, pattern: '[A-Za-z][A-Za-z0-9_-]{0,31}', 'aria-label': 'Name' }))
+  const name = /** @type {HTMLInputElement} */ (h('input.input', { name: 'name', placeholder: 'helper', required: true, pattern: '[A-Za-z][A-Za-z0-9_\\-]{0,31}', 'aria-label': 'Name' }))
   const provider = /** @type {HTMLSelectElement} */ (h('select.input', { name: 'provider', 'aria-label': 'Provider' }, ...PROVIDERS.map(([v, l]) => h('option', { value: v }, l))))
   const model = /** @type {HTMLInputElement} */ (h('input.input', { name: 'model', placeholder: 'scripted', 'aria-label': 'Model' }))
   const trigger = /** @type {HTMLSelectElement} */ (h('select.input', { name: 'trigger', 'aria-label': 'Trigger' }, ...TRIGGERS.map(([v, l]) => h('option', { value: v }, l))))
