@@ -363,8 +363,8 @@ export class Conversation {
             h('button.icon-btn.xs', { 'aria-label': 'Next branch', disabled: idx === siblings.length - 1, on: { click: () => this.switchTo(siblings[idx + 1].id) } }, icon('right', 14))) : null,
           threadCount ? h('button.thread-chip', { on: { click: () => this.openThread(anns.find((a) => !a.resolved).id) } }, icon('comment', 14), `${threadCount}`) : null,
           m.metadata?.finish_reason === 'cancelled' ? h('span.muted.small', 'stopped') : null,
-          m.metadata?.error ? h('span.msg-error', { title: JSON.stringify(m.metadata.error) }, `The assistant failed: ${m.metadata.error.message || m.metadata.error.kind || 'error'}`) : null,
-          actions)
+          m.metadata?.error ? h('span.msg-error', { title: JSON.stringify(m.metadata.error) }, `The assistant failed: ${m.metadata.error.message || m.metadata.error.kind || 'error'}`) : null),
+        actions
       )
     )
   }
