@@ -225,7 +225,7 @@ async function scenario (alice, bob, session, api) {
   await phone.click(`.session-item[data-session="${session.id}"]`)
   await phone.locator('.msg.assistant').first().waitFor()
   assert.equal(await phone.locator('.sidebar').isVisible(), false)
-  await phone.locator('.presence [data-user="alice"]').waitFor()
+  await phone.locator('.presence [data-user="alice"]').waitFor({ state: 'attached' })
   await shot(phone, 'phone-conversation')
   await phone.click('[data-action="annotations"]')
   await phone.locator('.panel').waitFor()

@@ -2,32 +2,13 @@
 // presence, annotations (select text to highlight or comment; threads; resolve), the
 // conversation tree, the timeline, and the session's assistants.
 
-import { h, fill, icon, avatar, colorFor, clockTime, shortTime, toast } from './dom.js'
+import { h, fill, icon, avatar, colorFor, clockTime, toast } from './dom.js'
 import { ConversationTree } from './tree.js'
 import { timelineView } from './timeline.js'
 import { assistantsDialog } from './assistants.js'
-
-/** Split `text` at annotation boundaries into segments with the annotations covering them. */
-function segments (/** @type {string} */ text, /** @type {any[]} */ anns) {
-  const cuts = new Set([0, text.length])
-  const ranged = anns.filter((a) => a.range && a.range.end > a.range.start && a.range.start < text.length)
-  for (const a of ranged) { cuts.add(Math.max(0, a.range.start)); cuts.add(Math.min(text.length, a.range.end)) }
-  const points = [...cuts].sort((x, y) => x - y)
-  const out = []
-  for (let i = 0; i < points.length - 1; i++) {
-    const [s, e] = [points[i], points[i + 1]]
-    out.push({ text: text.slice(s, e), anns: ranged.filter((a) => a.range.start <= s && a.range.end >= e) })
-  }
-  return out
-}
-
-/** Offset of (node, offset) inside `container`'s text. */
-function textOffset (/** @type {Node} */ container, /** @type {Node} */ node, /** @type {number} */ offset) {
-  const r = document.createRange()
-  r.setStart(container, 0)
-  r.setEnd(node, offset)
-  return r.toString().length
-}
+import { settingsDialog } from './settings.js'
+import { treeView } from './tree-view.js'
+import { segments, selectedSpan, panelView } from './annotations.js'
 
 export class Conversation {
   /**
@@ -172,29 +153,11 @@ export class Conversation {
 
   openSettings () {
     if (!this.session) return
-    const title = /** @type {HTMLInputElement} */ (h('input.input', { name: 'title', value: this.session.title, 'aria-label': 'Title' }))
-    const tags = /** @type {HTMLInputElement} */ (h('input.input', { name: 'tags', value: this.session.tags.join(', '), 'aria-label': 'Tags' }))
-    const archived = this.session.status === 'archived'
-    const error = h('div.form-error')
-    const save = async (/** @type {Record<string, unknown>} */ changes) => {
-      try {
-        this.session = await this.client.rest.updateSession(this.sessionId, changes)
-        this.renderHeader()
-        this.hooks.onTitle()
-        dialog.close()
-      } catch (err) { error.textContent = /** @type {Error} */ (err).message }
-    }
-    const dialog = /** @type {HTMLDialogElement} */ (h('dialog.dialog',
-      h('div.dialog-head', h('h3', 'Session'), h('button.icon-btn', { 'aria-label': 'Close', on: { click: () => dialog.close() } }, icon('close'))),
-      h('label.field-label', 'Title'), title,
-      h('label.field-label', 'Tags (comma separated)'), tags,
-      error,
-      h('div.dialog-actions.spread',
-        h('button.btn', { 'data-action': 'archive', on: { click: () => save({ status: archived ? 'active' : 'archived' }) } }, icon('archive', 16), archived ? 'Reopen' : 'Archive'),
-        h('button.btn.primary', { 'data-action': 'save-session', on: { click: () => save({ title: title.value.trim() || 'Untitled', tags: tags.value.split(',').map((t) => t.trim()).filter(Boolean) }) } }, 'Save'))))
-    document.body.appendChild(dialog)
-    dialog.addEventListener('close', () => dialog.remove())
-    dialog.showModal()
+    settingsDialog(this.client, this.session, (session) => {
+      this.session = session
+      this.renderHeader()
+      this.hooks.onTitle()
+    })
   }
 
   destroy () {
@@ -270,7 +233,8 @@ export class Conversation {
 
   renderPresence () {
     if (!this.doc) return
-    const list = this.doc.presence()
+    // Others first (a phone shows only the first two), then me.
+    const list = this.doc.presence().sort((a, b) => Number(a.user.id === this.me.id) - Number(b.user.id === this.me.id) || a.user.name.localeCompare(b.user.name))
     fill(this.presenceEl, ...list.slice(0, 6).map((p) => {
       const a = avatar({ id: p.user.id, name: p.user.name, color: p.user.color })
       a.classList.add('present')
@@ -425,56 +389,7 @@ export class Conversation {
 
   renderPanel () {
     if (!this.panelOpen) { fill(this.panel); return }
-    const showResolved = this._showResolved === true
-    const list = this.annotations.filter((a) => showResolved ? a.resolved : !a.resolved)
-    const draft = this.draft
-      ? (() => {
-          const area = /** @type {HTMLTextAreaElement} */ (h('textarea.input', { rows: 3, placeholder: 'Add a comment…', 'aria-label': 'Comment' }))
-          setTimeout(() => area.focus())
-          return h('div.thread.draft',
-            this.draft.quote ? h('blockquote', this.draft.quote) : h('div.muted.small', 'On the whole message'),
-            area,
-            h('div.row-end',
-              h('button.btn', { on: { click: () => { this.draft = null; this.renderPanel() } } }, 'Cancel'),
-              h('button.btn.primary', { 'data-action': 'post-comment', on: { click: () => this.postDraft(area.value) } }, 'Comment')))
-        })()
-      : null
-    fill(this.panel, 
-      h('div.panel-head', h('h2', 'Annotations'), h('button.icon-btn', { 'aria-label': 'Close', on: { click: () => this.togglePanel(false) } }, icon('close'))),
-      h('div.segmented',
-        h(`button${!showResolved ? '.active' : ''}`, { on: { click: () => { this._showResolved = false; this.renderPanel() } } }, `Open (${this.annotations.filter((a) => !a.resolved).length})`),
-        h(`button${showResolved ? '.active' : ''}`, { on: { click: () => { this._showResolved = true; this.renderPanel() } } }, `Resolved (${this.annotations.filter((a) => a.resolved).length})`)),
-      draft,
-      ...list.map((a) => this.threadView(a)),
-      !list.length && !draft ? h('div.panel-empty', icon('highlight', 28), h('p', showResolved ? 'Nothing resolved yet.' : 'Select text in a message to highlight it or start a discussion.')) : null
-    )
-  }
-
-  /** @param {any} a */
-  threadView (a) {
-    const msg = this.tree.byId.get(a.message_id)
-    const quote = msg && a.range ? /** @type {any} */ (msg).text.slice(a.range.start, a.range.end) : ''
-    const author = this.person(a.author || '?')
-    const reply = /** @type {HTMLInputElement} */ (h('input.input.reply-input', { placeholder: 'Reply…', 'aria-label': 'Reply' }))
-    reply.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && reply.value.trim()) { this.doc?.reply(a.id, reply.value.trim()); reply.value = '' }
-    })
-    return h(`div.thread${a.id === this.focusAnn ? '.focus' : ''}${a.resolved ? '.resolved' : ''}`, { 'data-thread': a.id },
-      h('button.thread-quote', { on: { click: () => this.revealMessage(a.message_id, a.id) } },
-        quote ? h('blockquote', { style: { '--ann-color': colorFor(a.author || '') } }, quote) : h('span.muted.small', msg ? `On “${/** @type {any} */ (msg).text.slice(0, 60)}”` : 'On a message')),
-      h('div.comment',
-        avatar(author, 'sm'),
-        h('div.comment-body',
-          h('div.comment-head', h('strong', author.name), h('span.muted.small', shortTime(a.created)), h('span.kind-badge', a.kind)),
-          a.body ? h('p', a.body) : null)),
-      ...a.replies.map((/** @type {any} */ r) => {
-        const ra = this.person(r.author || '?')
-        return h('div.comment.reply', avatar(ra, 'sm'), h('div.comment-body', h('div.comment-head', h('strong', ra.name), h('span.muted.small', shortTime(r.created))), h('p', r.body)))
-      }),
-      a.resolved
-        ? h('div.row-between', h('span.muted.small', icon('check', 14), ` Resolved by ${this.person(a.resolved_by || '?').name}`), h('button.btn.sm', { on: { click: () => this.doc?.resolve(a.id, false) } }, 'Reopen'))
-        : h('div.thread-actions', reply, h('button.btn.sm', { 'data-action': 'resolve', on: { click: () => this.doc?.resolve(a.id) } }, icon('check', 14), 'Resolve'))
-    )
+    fill(this.panel, ...panelView(this))
   }
 
   /** Bring a message onto the screen (switching branch if needed). @param {string} messageId @param {string} [annId] */
@@ -488,22 +403,14 @@ export class Conversation {
   // Selection → annotation
 
   selectionChanged () {
-    const sel = document.getSelection()
+    const span = selectedSpan(this.el)
     const bar = this.selectionBar
-    if (!sel || sel.isCollapsed || !sel.rangeCount) { bar.classList.remove('show'); return }
-    const range = sel.getRangeAt(0)
-    const startEl = /** @type {HTMLElement|null} */ ((range.startContainer.nodeType === 1 ? range.startContainer : range.startContainer.parentElement))?.closest('.msg-text[data-message]')
-    const endEl = /** @type {HTMLElement|null} */ ((range.endContainer.nodeType === 1 ? range.endContainer : range.endContainer.parentElement))?.closest('.msg-text[data-message]')
-    if (!startEl || startEl !== endEl || !this.el.contains(startEl)) { bar.classList.remove('show'); return }
-    const start = textOffset(startEl, range.startContainer, range.startOffset)
-    const end = textOffset(startEl, range.endContainer, range.endOffset)
-    if (end <= start) { bar.classList.remove('show'); return }
-    this._selection = { messageId: /** @type {string} */ (startEl.dataset.message), range: { start, end }, quote: range.toString() }
-    const rect = range.getBoundingClientRect()
+    bar.classList.toggle('show', span !== null)
+    if (!span) return
+    this._selection = span
     const host = this.el.getBoundingClientRect()
-    bar.style.left = `${Math.max(8, Math.min(host.width - 220, rect.left - host.left + rect.width / 2 - 100))}px`
-    bar.style.top = `${Math.max(8, rect.top - host.top - 48)}px`
-    bar.classList.add('show')
+    bar.style.left = `${Math.max(8, Math.min(host.width - 220, span.rect.left - host.left + span.rect.width / 2 - 100))}px`
+    bar.style.top = `${Math.max(8, span.rect.top - host.top - 48)}px`
   }
 
   /** @param {'highlight'|'comment'} kind */
@@ -644,34 +551,11 @@ export class Conversation {
       this.renderMessages()
       this.scrollToEnd()
     } else if (tab === 'tree') {
-      fill(this.body, this.treeView())
+      fill(this.body, treeView(this))
     } else {
       this.timeline = timelineView(this.client, this.sessionId, (/** @type {string} */ id) => this.person(id), (/** @type {string} */ id) => this.tree.byId.has(id) && this.revealMessage(id))
       fill(this.body, this.timeline.el)
     }
-  }
-
-  treeView () {
-    const onPath = new Set(this.tree.path(this.leaf).map((m) => m.id))
-    /** @param {string|null} parent @returns {HTMLElement|null} */
-    const branch = (parent) => {
-      const kids = this.tree.children.get(parent) || []
-      if (!kids.length) return null
-      return h('ul.tree-list', ...kids.map((m) => {
-        const who = this.person(/** @type {any} */ (m).author)
-        const mm = /** @type {any} */ (m)
-        return h('li',
-          h(`button.tree-node${onPath.has(m.id) ? '.on-path' : ''}${m.id === this.leaf ? '.leaf' : ''}`, { 'data-node': m.id, on: { click: () => this.switchTo(m.id) } },
-            avatar(who, 'sm'),
-            h('span.tree-author', who.name),
-            h('span.tree-text', mm.deleted_at ? '(deleted)' : mm.text.slice(0, 90)),
-            (this.tree.children.get(m.id) || []).length > 1 ? h('span.fork', icon('branch', 12), String((this.tree.children.get(m.id) || []).length)) : null),
-          branch(m.id))
-      }))
-    }
-    return h('div.tree-view',
-      h('div.view-intro', h('h2', 'Conversation tree'), h('p.muted', 'Every edit and regenerated answer is a branch. Pick a message to read its branch.')),
-      branch(null) || h('p.muted', 'No messages yet.'))
   }
 
   async openAssistants () {
