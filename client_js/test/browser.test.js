@@ -219,12 +219,21 @@ async function scenario (alice, bob, session, api) {
   await bob.locator('.conv-title', { hasText: 'Launch plan (Q3)' }).waitFor()
   await bob.locator('.session-item', { hasText: 'Launch plan (Q3)' }).waitFor()
 
-  // Phone width: the list, then the conversation, one at a time.
+  // Phone width: the list, then the conversation, one at a time. Carol arrives while an
+  // answer streams: she gets the text so far, then the rest live, and may stop it.
+  await alice.locator('.composer-input').fill('And the risks?')
+  await alice.click('.ask-chip[data-assistant="helper"]')
+  await alice.locator('.streaming').waitFor()
   const phone = await signIn('carol', 'Carol Diaz', { width: 390, height: 844 })
   await shot(phone, 'phone-list')
   await phone.click(`.session-item[data-session="${session.id}"]`)
   await phone.locator('.msg.assistant').first().waitFor()
   assert.equal(await phone.locator('.sidebar').isVisible(), false)
+  await phone.waitForFunction(() => (document.querySelector('.streaming .stream-text')?.textContent || '').startsWith('[scripted] streams tokens'))
+  await shot(phone, 'phone-streaming')
+  await phone.click('[data-action="stop"]')
+  await alice.locator('.streaming').waitFor({ state: 'detached' })
+  await phone.locator('.streaming').waitFor({ state: 'detached' })
   await phone.locator('.presence [data-user="alice"]').waitFor({ state: 'attached' })
   await shot(phone, 'phone-conversation')
   await phone.click('[data-action="annotations"]')
