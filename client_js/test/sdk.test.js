@@ -192,3 +192,17 @@ test('documents: annotations, replies, resolve and presence between two clients'
   await docB.close()
   await until(() => !docA.presence().some((p) => p.user.id === 'bob'), 'bob gone from presence')
 })
+
+test('documents: a viewer\'s change is refused and reported', async () => {
+  const alice = await connect('alice')
+  const dave = await connect('dave')
+  const s = await alice.rest.createSession({ title: 'Read only' })
+  const { message } = await alice.rest.postMessage(s.id, { text: 'look, do not touch' })
+  const doc = await dave.document(s.id)
+  await doc.whenSynced()
+  assert.equal(doc.role, 'viewer')
+  const refused = doc.once('refused')
+  doc.annotate({ messageId: message.id, body: 'mine' })
+  assert.match(await refused, /^forbidden/)
+  assert.deepEqual((await alice.rest.listAnnotations(s.id)).items, [])
+})

@@ -8,6 +8,7 @@ import * as decoding from 'lib0/decoding'
 import * as syncProtocol from 'y-protocols/sync'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { Emitter } from './emitter.js'
+import { ConnectionError, RateLimitError, TimeoutError } from './errors.js'
 
 const MESSAGE_SYNC = 0
 const MESSAGE_AWARENESS = 1
@@ -94,10 +95,28 @@ export class SessionDocument extends Emitter {
     this.doc.getMap('annotations').observeDeep(() => this.emit('annotations', this.annotations()))
   }
 
-  /** @param {Uint8Array} bytes */
+  /**
+   * Send one y-protocol message. With an id, so a refusal names it: it is reported as
+   * `refused` (the change then lives only in this copy: reload to write again), and a
+   * rate-limited message is sent again (updates are idempotent). A lost connection needs
+   * nothing: the rejoin after the reconnect resyncs both sides.
+   * @param {Uint8Array} bytes
+   */
   _send (bytes) {
     if (this.closed) return
-    this.client._sendFrame({ type: 'doc', session: this.session, data: toBase64(bytes) })
+    const frame = { type: 'doc', session: this.session, data: toBase64(bytes) }
+    const attempt = () => {
+      if (this.closed) return
+      this.client.request(frame).catch((/** @type {any} */ err) => {
+        if (err instanceof ConnectionError || err instanceof TimeoutError) return
+        if (err instanceof RateLimitError) {
+          setTimeout(attempt, (err.retryAfter ?? 1) * 1000)
+          return
+        }
+        this.emit('refused', `${err.code}: ${err.message}`)
+      })
+    }
+    attempt()
   }
 
   /** (Re)join on the server: ack, then both sync steps. Called on connect and reconnect. */
