@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 JSDEPS := client_js/node_modules/.package-lock.json
+WEB    := server/parley/web/static/index.html
+WEBSRC := $(wildcard client_js/src/*/*.js client_js/src/*/*.css client_js/src/*/*.html) client_js/build.mjs client_js/index.d.ts
 
-.PHONY: serve test lint typecheck pytest install install-dev js-deps bench clean
+.PHONY: serve test lint typecheck pytest jstest web install install-dev js-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,19 +25,27 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 install-dev: $(DEVSTAMP)
 
-## The stock Yjs packages (yjs, y-websocket, ws) the end-to-end tests run in Node.
+## The locked npm packages of client_js/ (Yjs, esbuild, TypeScript, playwright-core). The
+## browser download of playwright is never run: the tests drive Debian's chromium.
 $(JSDEPS): client_js/package.json client_js/package-lock.json
-	cd client_js && npm ci --no-audit --no-fund
+	cd client_js && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $@
 
 js-deps: $(JSDEPS)
 
+## The JS SDK (client_js/dist/) and the browser workspace the server serves at /.
+$(WEB): $(JSDEPS) $(WEBSRC)
+	cd client_js && npm run build --silent
+
+web: $(WEB)
+
 ## Run the server on the embedded default (SQLite in ./parley-data, in-memory broker).
 serve: $(STAMP)
+	@$(MAKE) --no-print-directory web || echo "The workspace was not built (needs Node.js 20+ and npm); the API still runs."
 	$(BIN)/parley serve --demo-token
 
-## Lint, type-check and run the whole test suite.
-test: lint typecheck pytest
+## Lint, type-check and run the whole test suite (Python, then JavaScript).
+test: lint typecheck pytest jstest
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check server tests load_tests examples
@@ -44,8 +54,13 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
-pytest: $(DEVSTAMP) $(JSDEPS)
+pytest: $(DEVSTAMP) $(JSDEPS) $(WEB)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## SDK types (tsc), SDK tests and the two-user Chromium test against real servers.
+## Screenshots go to test-artifacts/screenshots/.
+jstest: $(DEVSTAMP) $(WEB)
+	cd client_js && npm run typecheck --silent && npm test --silent
 
 ## Load harness: the standard scenarios against Parley and a plain `websockets` baseline, one
 ## table (about 4 minutes; BENCH_ARGS passes options, e.g. BENCH_ARGS="fanout --duration 8").

@@ -37,6 +37,7 @@ from parley.sessions.service import SessionService
 from parley.storage.database import Database
 from parley.storage.event_log import EventLog
 from parley.storage.migrate import upgrade
+from parley.web import routes as web_routes
 
 log = structlog.get_logger("parley")
 
@@ -184,6 +185,7 @@ def create_app(
             WebSocketRoute("/yjs/{session_id}", _Yjs()),
             Mount("/api/v1", routes=api_routes),
             *health.routes,
+            *web_routes,  # the browser workspace at /
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _http_error},

@@ -129,6 +129,7 @@ def _print_demo_token(settings: Settings) -> None:
     click.echo(
         "\n  A token for user 'admin' in tenant 'default' (valid 30 days):\n\n"
         f"    {token}\n\n"
+        f"  Workspace:  http://{base}/#token={token}\n"
         f"  WebSocket:  ws://{base}/ws?token=<token>\n"
         f"  REST:       curl -H 'Authorization: Bearer <token>' http://{base}/api/v1/sessions\n"
         "  More users: parley token create --user NAME --tenant default\n",

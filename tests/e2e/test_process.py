@@ -143,3 +143,15 @@ async def test_serve_prints_a_working_token_and_shuts_down_gracefully_with_1012(
     assert "parley ready" in events
     assert "parley stopped" in events, "the lifespan shut down cleanly"
     assert token not in log_path.read_text()
+
+
+def test_serve_prints_the_workspace_sign_in_link(
+    served: tuple[subprocess.Popen[str], int, str, Path],
+) -> None:
+    proc, port, token, _ = served
+    assert proc.stdout is not None
+    after_token = [proc.stdout.readline() for _ in range(2)]
+    assert f"http://127.0.0.1:{port}/#token={token}" in "".join(after_token)
+    page = httpx.get(f"http://127.0.0.1:{port}/")
+    assert page.status_code in (200, 503), "the workspace, or how to build it"
+    assert "Parley" in page.text
