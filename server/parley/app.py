@@ -17,7 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
 from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import attachments as attachments_api
 from parley.api.common import JSONResponse
+from parley.attachments.blobs import LocalBlobStore
+from parley.attachments.gc import collect_periodically
+from parley.attachments.service import AttachmentService
 from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
@@ -153,10 +157,18 @@ def create_app(
         app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings)
+        # Attachments (docs/graphql-attachments.md): blobs on local disk, swept periodically.
+        attachments = AttachmentService(
+            db, LocalBlobStore(settings.effective_attachment_dir), settings
+        )
+        app.state.attachments = attachments
+        relay.attachments = attachments
+        attachment_gc = asyncio.create_task(collect_periodically(attachments))
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
         finally:
+            attachment_gc.cancel()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
@@ -171,6 +183,7 @@ def create_app(
         *participants.routes,
         *documents.routes,
         *assistants.routes,
+        *attachments_api.routes,
     ]
     app = Starlette(
         routes=[

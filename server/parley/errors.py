@@ -49,6 +49,11 @@ class ErrorCode(StrEnum):
     # prompt (or its queue is full); the tenant runs as many generations as it may at once.
     ASSISTANT_BUSY = "assistant_busy"
     GENERATION_LIMIT = "generation_limit"
+    # Attachments (attachments/): a file over the size limit, a tenant over its storage quota,
+    # content of a type that is not allowed (sniffed from its bytes).
+    FILE_TOO_LARGE = "file_too_large"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 
 
 class CloseCode(IntEnum):
@@ -127,3 +132,21 @@ class RateLimited(ParleyError):
     def __init__(self, message: str, *, retry_after: float):
         super().__init__(message, details={"retry_after": round(retry_after, 3)})
         self.retry_after = retry_after
+
+
+# -- attachments (attachments/) ---------------------------------------------------------------
+# Appended here, not in the enum above, so other areas' additions merge without conflict.
+
+
+class PayloadTooLarge(ParleyError):
+    """An upload over the per-file limit, or one the tenant's storage quota cannot hold."""
+
+    code = ErrorCode.FILE_TOO_LARGE
+    status = 413
+
+
+class UnsupportedMediaType(ParleyError):
+    """Content whose sniffed type is not on the allow-list (whatever it was declared as)."""
+
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    status = 415

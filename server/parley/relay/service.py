@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley import metrics
+from parley.attachments.service import AttachmentService
 from parley.broker.base import Broker
 from parley.config import Settings
 from parley.errors import Conflict, ErrorCode, NotFound, ParleyError
@@ -418,6 +419,8 @@ class Relay:
         self.registry = registry or ProviderRegistry(settings)
         self.prices = prices or PriceTable(settings.relay_price_file)
         self.assistants = AssistantStore(service)
+        # Set by the app: reads image attachments for providers that accept images.
+        self.attachments: AttachmentService | None = None
         self.node = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.running: dict[tuple[str, str], Generation] = {}
         self._runs: dict[tuple[str, str], asyncio.Task[None]] = {}
