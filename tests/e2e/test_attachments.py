@@ -4,16 +4,20 @@ limits, thumbnails, downloads, references from messages, tenant isolation, garba
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
 from parley.config import Settings
+from tests.fakes.llm_server import FakeLLM
+from tests.fakes.relay_client import add_assistant
 from tests.support import RunningServer, start_server
 
 LIMIT = 256 * 1024
@@ -354,3 +358,89 @@ async def test_deleting_a_session_frees_its_files(server: RunningServer) -> None
         r = await h.get(f"/attachments/{b['id']}")
         assert r.content == b"same bytes"
         assert (await h.get(f"/attachments/{a['id']}")).status_code == 404
+
+
+# -- images reach providers that accept them -------------------------------------------------
+
+
+@pytest.fixture
+async def relay_server(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> AsyncIterator[tuple[RunningServer, FakeLLM]]:
+    async with FakeLLM() as llm:
+        settings = settings_factory(
+            database_url=database_url,
+            relay_openai_base_url=llm.openai_url,
+            relay_openai_api_key="sk-test-openai-0123456789abcdef",
+            relay_anthropic_base_url=llm.anthropic_url,
+            relay_anthropic_api_key="sk-ant-test-0123456789abcdef",
+            relay_coalesce_ms=5.0,
+        )
+        async with start_server(settings) as running:
+            yield running, llm
+
+
+async def test_images_reach_providers_as_image_blocks_or_placeholders(
+    relay_server: tuple[RunningServer, FakeLLM],
+) -> None:
+    server, llm = relay_server
+    sid = await server.create_session()
+    png = image_bytes("PNG", (12, 12))
+    data64 = base64.b64encode(png).decode()
+    assistants = {
+        "chat": ("openai", "gpt-4o-mini"),
+        "resp": ("openai_responses", "gpt-4.1"),
+        "claude": ("anthropic", "claude-3-5-sonnet-latest"),
+        "old": ("openai", "gpt-3.5-turbo"),
+    }
+    async with server.http() as h, server.client() as ws:
+        for name, (provider, model) in assistants.items():
+            await add_assistant(h, sid, name=name, provider=provider, model=model, trigger="manual")
+        img = (await upload_raw(h, sid, png, "chart.png", "image/png")).json()
+        doc = (await upload_raw(h, sid, PDF, "spec.pdf", "application/pdf")).json()
+        r = await h.post(
+            f"/sessions/{sid}/messages",
+            json={
+                "text": "what is in the chart?",
+                "parts": [
+                    {"type": "attachment", "attachment_id": img["id"]},
+                    {"type": "attachment", "attachment_id": doc["id"]},
+                ],
+            },
+        )
+        prompt = r.json()["message"]["id"]
+        await ws.subscribe(sid)
+        bodies: dict[str, Any] = {}
+        for name in assistants:
+            r = await h.post(f"/sessions/{sid}/assistants/{name}/ask", json={"message_id": prompt})
+            assert r.status_code == 202, r.text
+            stream = r.json()["stream_id"]
+            await ws.wait_for(
+                lambda f, stream=stream: (
+                    f.get("event") == "message.created"
+                    and f["data"]["message"]["metadata"].get("stream_id") == stream
+                )
+            )
+            bodies[name] = llm.requests[-1].body
+
+    pdf_line = f"[attachment: spec.pdf (application/pdf, {len(PDF)} bytes)]"
+    chat_user = bodies["chat"]["messages"][-1]
+    assert chat_user["content"] == [
+        {"type": "text", "text": "alice: what is in the chart?\n" + pdf_line},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + data64}},
+    ]
+    resp_user = bodies["resp"]["input"][-1]
+    assert resp_user["content"] == [
+        {"type": "input_text", "text": "alice: what is in the chart?\n" + pdf_line},
+        {"type": "input_image", "image_url": "data:image/png;base64," + data64},
+    ]
+    claude_user = bodies["claude"]["messages"][-1]
+    assert claude_user["content"][-1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": data64},
+    }
+    old_user = bodies["old"]["messages"][-1]
+    assert old_user["content"] == (
+        "alice: what is in the chart?\n"
+        f"[image: chart.png (image/png, {len(png)} bytes)]\n" + pdf_line
+    ), "a model without image input gets a placeholder"

@@ -44,7 +44,13 @@ from parley.errors import Conflict, ErrorCode, NotFound, ParleyError
 from parley.governance.auth import Principal, UserKind
 from parley.ids import iso, new_id, utcnow
 from parley.relay.assistants import USER_PREFIX, AssistantSpec, AssistantStore, Trigger
-from parley.relay.context import build_request, estimate_tokens, read_branch
+from parley.relay.context import (
+    accepts_images,
+    build_request,
+    estimate_tokens,
+    read_branch,
+    wanted_images,
+)
 from parley.relay.prices import PriceTable
 from parley.relay.providers.base import (
     Finish,
@@ -592,12 +598,19 @@ class Relay:
             return read_branch(s, spec, prompt_id)
 
         turns, people = await self.service.db.read(work)
+        images: dict[str, bytes] = {}
+        if self.attachments is not None and accepts_images(spec, self.settings.relay_vision_models):
+            for sha in wanted_images(turns, self.settings.relay_max_image_bytes):
+                data = await self.attachments.read_bytes(spec.tenant_id, sha)
+                if data is not None:
+                    images[sha] = data
         built = build_request(
             spec,
             turns,
             people,
             default_window=self.settings.relay_context_window,
             default_max_output=self.settings.relay_max_output_tokens,
+            images=images,
         )
         if built.dropped:
             log.info("context trimmed", assistant=spec.id, dropped=built.dropped)
