@@ -27,6 +27,8 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.gql import endpoint as graphql_api
+from parley.gql.schema import build_schema
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
@@ -164,6 +166,9 @@ def create_app(
         app.state.attachments = attachments
         relay.attachments = attachments
         attachment_gc = asyncio.create_task(collect_periodically(attachments))
+        app.state.graphql_schema = build_schema(
+            max_depth=settings.graphql_max_depth, max_cost=settings.graphql_max_complexity
+        )
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
@@ -190,6 +195,7 @@ def create_app(
             WebSocketRoute("/ws", _Socket()),
             WebSocketRoute("/yjs/{session_id}", _Yjs()),
             Mount("/api/v1", routes=api_routes),
+            *graphql_api.routes,
             *health.routes,
         ],
         lifespan=lifespan,
