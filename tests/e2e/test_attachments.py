@@ -7,6 +7,9 @@ import asyncio
 import base64
 import hashlib
 import io
+import os
+import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +68,30 @@ async def upload_raw(
         content=data,
         headers={"Content-Type": ctype},
     )
+
+
+async def collect_garbage(server: RunningServer) -> tuple[int, int]:
+    """Run ``parley attachments gc --grace 0`` beside the server; (attachments, blobs) removed."""
+    s = server.settings
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "parley"),
+        "attachments",
+        "gc",
+        "--grace",
+        "0",
+        env={
+            **os.environ,
+            "PARLEY_DATA_DIR": str(s.data_dir),
+            "PARLEY_DATABASE_URL": s.effective_database_url,
+            "PARLEY_LOG_LEVEL": "warning",
+        },
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out
+    found = re.search(rb"removed (\d+) attachments and (\d+) blobs", out)
+    assert found, out
+    return int(found[1]), int(found[2])
 
 
 def error_code(r: httpx.Response, status: int) -> str:
@@ -325,18 +352,14 @@ async def test_messages_reference_attachments_and_collected_when_unreferenced(
         items = (await h.get(f"/sessions/{sid}/attachments")).json()["items"]
         assert items[0]["message_ids"] == [mid]
 
-        gc = server.app.state.attachments
-        report = await gc.collect_garbage(grace=0)
+        assert await collect_garbage(server) == (1, 1), "only the never-sent PDF went"
         assert (await h.get(a["url"].removeprefix("/api/v1"))).status_code == 200
-        assert (report.attachments, report.blobs) == (1, 1), "only the never-sent PDF went"
 
         r = await h.delete(f"/sessions/{sid}/messages/{mid}")
         assert r.status_code == 200
         blob_dir = Path(server.settings.effective_attachment_dir) / "acme"
         assert list(blob_dir.glob("*/*"))
-        report = await gc.collect_garbage(grace=0)
-        assert report.attachments == 1
-        assert report.blobs == 2, "the image and its thumbnail"
+        assert await collect_garbage(server) == (1, 2), "the image and its thumbnail"
         assert not list(blob_dir.glob("*/*"))
         assert (await h.get(a["url"].removeprefix("/api/v1"))).status_code == 404
 
@@ -353,8 +376,7 @@ async def test_deleting_a_session_frees_its_files(server: RunningServer) -> None
             json={"parts": [{"type": "attachment", "attachment_id": b["id"]}]},
         )
         assert (await h.delete(f"/sessions/{sid}")).status_code == 204
-        report = await server.app.state.attachments.collect_garbage(grace=0)
-        assert report.blobs == 0, "the blob is still referenced by the other session's file"
+        assert await collect_garbage(server) == (0, 0), "the other session's file keeps the blob"
         r = await h.get(f"/attachments/{b['id']}")
         assert r.content == b"same bytes"
         assert (await h.get(f"/attachments/{a['id']}")).status_code == 404
