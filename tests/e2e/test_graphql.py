@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from pycrdt import Map
+from sqlalchemy import event
 
 from tests.fakes.relay_client import add_assistant
 from tests.support import DEFAULT_TIMEOUT, RunningServer
@@ -274,3 +275,35 @@ async def test_limits_and_bad_queries_get_precise_errors(server: RunningServer) 
         assert r.json()["errors"][0]["extensions"]["code"] == "bad_encoding"
         r = await h.get(server.base_url + "/api/graphql")
         assert r.status_code == 405, "no GraphiQL page: it would load scripts from a CDN"
+
+
+async def test_nested_lists_are_batch_loaded_not_queried_per_session(
+    sqlite_server: RunningServer,
+) -> None:
+    """The number of SQL statements of a query over many sessions does not grow with them."""
+    server = sqlite_server
+    q = """{ sessions(first: 50) { nodes { id participants { userId } usage { answers }
+             messages(first: 5) { nodes { id parent { id } } } } } }"""
+    engine = server.app.state.db._engines[0]  # the SQLite readers' engine
+    counts = []
+    for batch in (2, 10):
+        for _ in range(batch):
+            sid = await server.create_session()
+            async with server.http() as h:
+                first = await h.post(f"/sessions/{sid}/messages", json={"text": "a"})
+                parent = first.json()["message"]["id"]
+                await h.post(f"/sessions/{sid}/messages", json={"text": "b", "parent_id": parent})
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            data = data_of(await gql(server, q))
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(data["sessions"]["nodes"]) in (2, 12)
+        counts.append(statements)
+    assert counts[0] == counts[1], counts
