@@ -262,6 +262,11 @@ async def test_limits_and_bad_queries_get_precise_errors(server: RunningServer) 
     body = await gql(server, aliases, status=400)
     assert "aliases" in body["errors"][0]["message"]
 
+    body = await gql(server, "{ viewer { " + "a " * 5001 + "} }", status=400)
+    assert "more than 5000 tokens" in body["errors"][0]["message"]
+    body = await gql(server, "{ viewer { " + "userId " * 5001 + "} }", status=422)
+    assert "at most 20000 characters" in body["errors"][0]["message"]
+
     async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT) as h:
         r = await h.post(server.base_url + "/api/graphql", json={"query": "{ viewer { userId } }"})
         assert r.status_code == 401

@@ -181,8 +181,11 @@ async def _serve(request: Request, *, thumbnail: bool) -> Response:
         p, request.path_params["attachment_id"], thumbnail=thumbnail
     )
     etag = f'"{got.sha256}"'
+    name = got.view["name"]
+    if thumbnail:
+        name = name.rsplit(".", 1)[0] + "-thumbnail." + got.content_type.split("/")[1]
     headers = {
-        "Content-Disposition": _disposition(got.content_type, got.view["name"]),
+        "Content-Disposition": _disposition(got.content_type, name),
         "X-Content-Type-Options": "nosniff",
         # Even opened directly, the file is a sandboxed document that may load nothing.
         "Content-Security-Policy": "default-src 'none'; sandbox",
