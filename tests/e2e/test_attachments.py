@@ -466,3 +466,46 @@ async def test_images_reach_providers_as_image_blocks_or_placeholders(
         "alice: what is in the chart?\n"
         f"[image: chart.png (image/png, {len(png)} bytes)]\n" + pdf_line
     ), "a model without image input gets a placeholder"
+
+
+async def test_upload_needs_write_access_and_an_active_session(server: RunningServer) -> None:
+    sid = await server.create_session()
+    async with server.http() as h, server.http("vic") as v:
+        await v.get("/sessions")  # vic's user row exists from now on
+        r = await h.post(f"/sessions/{sid}/participants", json={"user_id": "vic", "role": "viewer"})
+        assert r.status_code == 201, r.text
+        r = await upload_raw(v, sid, PDF, "v.pdf", "application/pdf")
+        assert error_code(r, 403) == "forbidden"
+        a = (await upload_raw(h, sid, PDF, "a.pdf", "application/pdf")).json()
+        assert (await v.get(f"/attachments/{a['id']}")).status_code == 200, "viewers may read"
+        await h.post(f"/sessions/{sid}/archive")
+        r = await upload_raw(h, sid, PDF, "b.pdf", "application/pdf")
+        assert error_code(r, 409) == "session_archived"
+        assert (await h.post(f"/sessions/{sid}/attachments", content=b"x")).status_code == 409
+        r = await upload_raw(h, "not-a-session", PDF, "c.pdf", "application/pdf")
+        assert error_code(r, 404) == "not_found"
+
+
+async def test_editing_a_message_relinks_its_attachments(server: RunningServer) -> None:
+    sid = await server.create_session()
+    async with server.http() as h:
+        a = (await upload_raw(h, sid, b"first", "a.txt", "text/plain")).json()
+        b = (await upload_raw(h, sid, b"second", "b.txt", "text/plain")).json()
+        r = await h.post(
+            f"/sessions/{sid}/messages",
+            json={"text": "x", "parts": [{"type": "attachment", "attachment_id": a["id"]}]},
+        )
+        mid = r.json()["message"]["id"]
+        r = await h.patch(
+            f"/sessions/{sid}/messages/{mid}",
+            json={"parts": [{"type": "attachment", "attachment_id": b["id"]}]},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["message"]["parts"][0]["name"] == "b.txt"
+        items = {
+            x["name"]: x for x in (await h.get(f"/sessions/{sid}/attachments")).json()["items"]
+        }
+        assert items["a.txt"]["message_ids"] == []
+        assert items["b.txt"]["message_ids"] == [mid]
+        assert await collect_garbage(server) == (1, 1), "a.txt is no longer referenced"
+        assert (await h.get(f"/attachments/{b['id']}")).content == b"second"

@@ -247,6 +247,13 @@ async def test_limits_and_bad_queries_get_precise_errors(server: RunningServer) 
     body = await gql(server, '{ sessions(after: "bm90LWEtY3Vyc29y") { nodes { id } } }')
     assert body["errors"][0]["extensions"]["code"] == "invalid_request"
 
+    bad_seq = "c2VxOmFiYw=="  # "seq:abc"
+    q = "query($id: ID!, $c: String) { session(id: $id) { messages(after: $c) { nodes { id } } } }"
+    body = await gql(server, q, {"id": sid, "c": bad_seq})
+    assert body["data"] == {"session": None}
+    assert body["errors"][0]["path"] == ["session", "messages"]
+    assert body["errors"][0]["extensions"]["code"] == "invalid_request"
+
     body = await gql(server, "{ sessions { nodes { id ", status=400)
     err = body["errors"][0]
     assert err["extensions"]["code"] == "invalid_query"

@@ -40,6 +40,9 @@ _ACTIVE_MARKUP = re.compile(
 )
 # C0 controls other than tab, newline, form feed and carriage return: not text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# Not in file names: every control character, and the bidirectional overrides that make
+# "photo\u202egnp.exe" display as "photoexe.png".
+_NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def sniff_binary(head: bytes) -> str | None:
@@ -62,7 +65,7 @@ def sniff_binary(head: bytes) -> str | None:
 def clean_filename(name: str | None) -> str:
     """A display name: the last path component, no control characters, at most 255 chars."""
     name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = _CONTROL.sub("", name).strip().strip(".") or "file"
+    name = _NAME_UNSAFE.sub("", name).strip().strip(".") or "file"
     return name[:MAX_FILENAME]
 
 

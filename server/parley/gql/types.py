@@ -286,7 +286,9 @@ class Session:
         ctx = info.context
         first = check_first(first, ctx.max_page)
         after_value = decode_cursor("seq", after)
-        after_seq = int(after_value) if after_value and after_value.isdigit() else 0
+        if after_value is not None and not after_value.isdigit():
+            raise InvalidRequest(f"after: {after!r} is not a cursor of this list")
+        after_seq = int(after_value or 0)
         if branch is not None:
             items = await self._branch(info, str(branch))
             items = [v for v in items if v["seq"] > after_seq][: first + 1]
