@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from parley.api.common import JSONResponse, api, principal, resource
@@ -124,6 +124,14 @@ class MultipartFile:
 @api
 async def upload(request: Request) -> Response:
     """Store a file in the session; answers its metadata (``id`` goes into message parts)."""
+    try:
+        return await _upload(request)
+    except ClientDisconnect:
+        # The client went away mid-body: nothing was stored, and nobody reads this answer.
+        return Response(status_code=400)
+
+
+async def _upload(request: Request) -> Response:
     p = await principal(request)
     svc = _service(request)
     limit = svc.settings.attachment_max_bytes

@@ -29,11 +29,12 @@ import structlog
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
+from parley import metrics
 from parley.attachments import images, sniff
 from parley.attachments.blobs import BlobMissing, BlobStore, BlobTooLarge
 from parley.attachments.views import attachment_view
 from parley.config import Settings
-from parley.errors import Conflict, ErrorCode, NotFound, PayloadTooLarge
+from parley.errors import Conflict, ErrorCode, NotFound, ParleyError, PayloadTooLarge
 from parley.governance.auth import Principal
 from parley.ids import new_id, utcnow
 from parley.sessions import rules
@@ -94,6 +95,24 @@ class AttachmentService:
         declared_size: int | None = None,
     ) -> dict[str, Any]:
         """Store a file of a session: sniffed, size-checked while it streams, thumbnailed."""
+        try:
+            view = await self._upload(p, session_id, chunks, filename, declared_type, declared_size)
+        except ParleyError as exc:
+            metrics.ATTACHMENT_UPLOADS.labels(result=str(exc.code)).inc()
+            raise
+        metrics.ATTACHMENT_UPLOADS.labels(result="stored").inc()
+        metrics.ATTACHMENT_BYTES.inc(view["size"])
+        return view
+
+    async def _upload(
+        self,
+        p: Principal,
+        session_id: str,
+        chunks: AsyncIterable[bytes],
+        filename: str | None,
+        declared_type: str | None,
+        declared_size: int | None,
+    ) -> dict[str, Any]:
         name = sniff.clean_filename(filename)
         rules.check_storable("filename", name)
         max_bytes = self.settings.attachment_max_bytes
@@ -311,6 +330,8 @@ class AttachmentService:
                 if sha not in keep and modified < oldest:
                     await self.store.delete(tenant, sha)
                     blobs += 1
+        metrics.ATTACHMENT_COLLECTED.labels(kind="attachments").inc(dropped)
+        metrics.ATTACHMENT_COLLECTED.labels(kind="blobs").inc(blobs)
         if dropped or blobs:
             log.info("attachments collected", attachments=dropped, blobs=blobs)
         return GcReport(dropped, blobs)

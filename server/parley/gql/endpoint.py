@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from parley import metrics
 from parley.api.common import JSONResponse, body, principal
 from parley.errors import ParleyError
 from parley.gql.context import Context
@@ -90,6 +91,14 @@ async def graphql(request: Request) -> Response:
     # Refused before running (syntax, validation, limits: errors without a path) is the
     # request's fault; errors while resolving still answer 200 with what could be read.
     refused = result.data is None and all(e.path is None for e in result.errors or ())
+    outcome = "ok"
+    if refused:
+        outcome = "refused"
+    elif any(e["extensions"]["code"] == "internal" for e in payload.get("errors", ())):
+        outcome = "internal"
+    elif result.errors:
+        outcome = "field_errors"
+    metrics.GRAPHQL_QUERIES.labels(outcome=outcome).inc()
     return JSONResponse(payload, status_code=400 if refused else 200)
 
 
