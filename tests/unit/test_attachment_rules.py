@@ -3,13 +3,18 @@ images become each provider's content blocks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from parley.attachments.refs import attachment_ids
 from parley.attachments.sniff import HEAD_BYTES, Sniffer, clean_filename, sniff_binary
 from parley.errors import InvalidRequest, UnsupportedMediaType
+from parley.relay.assistants import AssistantSpec, Trigger
+from parley.relay.context import Turn, accepts_images, build_request, wanted_images
 from parley.relay.providers.anthropic import alternate
 from parley.relay.providers.base import ChatMessage, ImageInput
+from parley.relay.state import BusyPolicy
 
 
 def sniffed(data: bytes, declared: str | None = None, name: str = "f", step: int = 7) -> str:
@@ -109,3 +114,65 @@ def test_anthropic_joins_turns_with_images_into_blocks() -> None:
         {"role": "assistant", "content": "yes"},
         {"role": "user", "content": "ann: and?"},
     ]
+
+
+# -- attachments in prompts ------------------------------------------------------------------
+
+
+def _spec(provider: str, model: str) -> AssistantSpec:
+    return AssistantSpec(
+        id="a1",
+        tenant_id="t",
+        session_id="s",
+        name="Sage",
+        user_id="assistant.a1",
+        provider=provider,
+        model=model,
+        system_prompt="",
+        params={},
+        trigger=Trigger.MANUAL,
+        busy_policy=BusyPolicy.QUEUE,
+        context_window=None,
+        max_output_tokens=None,
+    )
+
+
+def _image(n: int, size: int = 10) -> dict[str, Any]:
+    return {
+        "type": "attachment",
+        "name": f"i{n}.png",
+        "content_type": "image/png",
+        "size": size,
+        "sha256": f"{n:064x}",
+    }
+
+
+def test_which_models_take_images() -> None:
+    assert accepts_images(_spec("openai", "gpt-4o-mini"))
+    assert accepts_images(_spec("anthropic", "claude-sonnet-4-5"))
+    assert not accepts_images(_spec("openai", "gpt-3.5-turbo"))
+    assert not accepts_images(_spec("openai_compatible", "llava:13b"))
+    assert accepts_images(_spec("openai_compatible", "llava:13b"), "llava, qwen2.5vl")
+    assert not accepts_images(_spec("scripted", "gpt-4o"), "gpt")
+
+
+def test_only_the_newest_small_images_are_sent_and_the_rest_are_named() -> None:
+    turns = [
+        Turn(f"m{i}", i, "ann", "Ann", None, f"t{i}", False, (_image(i),)) for i in range(1, 11)
+    ]
+    turns.append(Turn("m11", 11, "ann", "Ann", None, "big", False, (_image(11, 10**9),)))
+    wanted = wanted_images(turns, max_bytes=1000)
+    assert wanted == [f"{i:064x}" for i in range(10, 2, -1)], "8 newest, the huge one skipped"
+    built = build_request(
+        _spec("openai", "gpt-4o"),
+        turns,
+        ["Ann"],
+        default_window=1_000_000,
+        default_max_output=100,
+        images=dict.fromkeys(wanted, b"png"),
+    )
+    messages = built.request.messages
+    assert [len(m.images) for m in messages] == [0, 0] + [1] * 8 + [0]
+    assert messages[0].content == "Ann: t1\n[image: i1.png (image/png, 10 bytes)]"
+    assert messages[-1].content == f"Ann: big\n[image: i11.png (image/png, {10**9} bytes)]"
+    assert built.estimated_input_tokens > 8 * 1600, "images count in the estimate"
