@@ -234,10 +234,6 @@ class AttachmentService:
         session_row(s, p, row.session_id)  # the session's read permission, as for messages
         return row
 
-    async def get(self, p: Principal, attachment_id: str) -> dict[str, Any]:
-        """An attachment's metadata."""
-        return await self.db.read(lambda s: attachment_view(self._row(s, p, attachment_id)))
-
     async def download(self, p: Principal, attachment_id: str, *, thumbnail: bool) -> Download:
         """The file (or its thumbnail: not found for attachments that have none)."""
 
