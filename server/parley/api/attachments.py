@@ -204,7 +204,7 @@ async def _serve(request: Request, *, thumbnail: bool) -> Response:
     if media in TEXT_TYPES:
         media += "; charset=utf-8"
     if request.headers.get("if-none-match") == etag:
-        await got.chunks.aclose()  # type: ignore[attr-defined]
+        await got.chunks.aclose()
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(got.size)
     return StreamingResponse(got.chunks, media_type=media, headers=headers)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -54,7 +54,7 @@ class Download:
     content_type: str
     size: int
     sha256: str
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,11 +333,11 @@ class AttachmentService:
         return GcReport(dropped, blobs)
 
 
-async def _one(data: bytes) -> AsyncIterator[bytes]:
+async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
-async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     yield first
     async for chunk in rest:
         yield chunk
