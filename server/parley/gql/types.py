@@ -273,7 +273,7 @@ class Session:
         return [Participant.of(v) for v in await info.context.participants.load(str(self.id))]
 
     @described(
-        "Messages oldest first, deleted ones as tombstones. With ``branch`` (a"
+        "Messages oldest first, deleted ones as tombstones. With `branch` (a"
         " message id): only the messages on that message's branch, up to it."
     )
     async def messages(
