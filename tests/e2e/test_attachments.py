@@ -146,6 +146,11 @@ async def test_upload_png_jpeg_pdf_and_download_them(server: RunningServer) -> N
         )
         assert r304.status_code == 304
 
+        r = await h.head(f"/attachments/{a_png['id']}")
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(len(png))
+        assert r.content == b""
+
         r = await h.get(f"/attachments/{a_pdf['id']}")
         assert r.content == PDF
         assert r.headers["content-type"] == "application/pdf"
