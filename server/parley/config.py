@@ -206,7 +206,12 @@ class Settings(BaseSettings):
     relay_max_image_bytes: int = Field(
         5 * 1024 * 1024,
         ge=1024,
-        description="Largest image sent to a provider; larger ones go as a text placeholder.",
+        description="Largest image sent to a provider; larger ones are scaled down first.",
+    )
+    relay_image_max_side: int = Field(
+        1568,
+        ge=64,
+        description="Longest side of an image sent to a provider; larger ones are scaled down.",
     )
     relay_vision_models: str = Field(
         "",

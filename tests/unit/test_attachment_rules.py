@@ -3,10 +3,13 @@ images become each provider's content blocks."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
+from PIL import Image
 
+from parley.attachments.images import fit_for_model
 from parley.attachments.refs import attachment_ids
 from parley.attachments.sniff import HEAD_BYTES, Sniffer, clean_filename, sniff_binary
 from parley.errors import InvalidRequest, UnsupportedMediaType
@@ -156,23 +159,44 @@ def test_which_models_take_images() -> None:
     assert not accepts_images(_spec("scripted", "gpt-4o"), "gpt")
 
 
-def test_only_the_newest_small_images_are_sent_and_the_rest_are_named() -> None:
+def test_only_the_newest_images_are_sent_and_the_rest_are_named() -> None:
     turns = [
         Turn(f"m{i}", i, "ann", "Ann", None, f"t{i}", False, (_image(i),)) for i in range(1, 11)
     ]
-    turns.append(Turn("m11", 11, "ann", "Ann", None, "big", False, (_image(11, 10**9),)))
-    wanted = wanted_images(turns, max_bytes=1000)
-    assert wanted == [f"{i:064x}" for i in range(10, 2, -1)], "8 newest, the huge one skipped"
+    wanted = wanted_images(turns)
+    assert wanted == [(f"{i:064x}", "image/png") for i in range(10, 2, -1)], "the 8 newest"
     built = build_request(
         _spec("openai", "gpt-4o"),
         turns,
         ["Ann"],
         default_window=1_000_000,
         default_max_output=100,
-        images=dict.fromkeys(wanted, b"png"),
+        images={sha: ImageInput(kind, b"png") for sha, kind in wanted},
     )
     messages = built.request.messages
-    assert [len(m.images) for m in messages] == [0, 0] + [1] * 8 + [0]
+    assert [len(m.images) for m in messages] == [0, 0] + [1] * 8
     assert messages[0].content == "Ann: t1\n[image: i1.png (image/png, 10 bytes)]"
-    assert messages[-1].content == f"Ann: big\n[image: i11.png (image/png, {10**9} bytes)]"
     assert built.estimated_input_tokens > 8 * 1600, "images count in the estimate"
+
+
+def test_large_images_are_scaled_for_models_and_small_ones_kept() -> None:
+    small = io.BytesIO()
+    Image.new("RGB", (100, 50), "red").save(small, "PNG")
+    assert fit_for_model(
+        small.getvalue(), "image/png", max_side=1568, max_bytes=10**6, max_pixels=10**8
+    ) == ("image/png", small.getvalue())
+    big = io.BytesIO()
+    Image.effect_noise((3000, 1500), 60).convert("RGB").save(big, "PNG")
+    kind, data = fit_for_model(
+        big.getvalue(), "image/png", max_side=1568, max_bytes=len(big.getvalue()), max_pixels=10**8
+    ) or ("", b"")
+    assert kind == "image/jpeg"
+    assert Image.open(io.BytesIO(data)).size == (1568, 784)
+    assert (
+        fit_for_model(big.getvalue(), "image/png", max_side=1568, max_bytes=100, max_pixels=10**8)
+        is None
+    )
+    assert (
+        fit_for_model(big.getvalue(), "image/png", max_side=1568, max_bytes=10**9, max_pixels=10)
+        is None
+    )

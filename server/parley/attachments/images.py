@@ -68,3 +68,46 @@ def thumbnail(data: bytes, *, max_side: int, max_pixels: int) -> ImageFacts:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnsupportedMediaType(f"the image could not be decoded: {exc}"[:300]) from None
     return ImageFacts(width, height, out.getvalue(), kind, clean.width, clean.height)
+
+
+def fit_for_model(
+    data: bytes, media_type: str, *, max_side: int, max_bytes: int, max_pixels: int
+) -> tuple[str, bytes] | None:
+    """An image as a model should get it: the original when its longest side and size are
+    within ``max_side`` and ``max_bytes``, else a smaller copy (orientation applied, no
+    metadata); None when even that is over ``max_bytes`` or the image cannot be read."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > max_pixels:
+                    return None
+                if len(data) <= max_bytes and max(img.size) <= max_side:
+                    return media_type, data
+                img.seek(0)
+                oriented = ImageOps.exif_transpose(img)
+                has_alpha = oriented.mode in ("RGBA", "LA", "PA") or (
+                    oriented.mode == "P" and "transparency" in oriented.info
+                )
+                small = oriented.convert("RGBA" if has_alpha else "RGB")
+                small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+                out = io.BytesIO()
+                if has_alpha:
+                    small.save(out, "PNG", optimize=True)
+                    kind = "image/png"
+                else:
+                    small.save(out, "JPEG", quality=85, optimize=True)
+                    kind = "image/jpeg"
+    except (
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+    ):
+        return None
+    smaller = out.getvalue()
+    return (kind, smaller) if len(smaller) <= max_bytes else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,6 +45,8 @@ from parley.storage import models as m
 from parley.storage.database import Database
 
 log = structlog.get_logger("parley.attachments")
+
+MODEL_IMAGE_CACHE = 32  # images prepared for providers, kept per process (a few MiB each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class AttachmentService:
         self.db = db
         self.store = store
         self.settings = settings
+        self._model_images: OrderedDict[tuple[str, str], tuple[str, bytes] | None] = OrderedDict()
 
     # -- upload -----------------------------------------------------------------------------
 
@@ -262,12 +266,33 @@ class AttachmentService:
             first = b""
         return Download(view, kind, view["size"], sha, _then(first, chunks))
 
-    async def read_bytes(self, tenant_id: str, sha256: str) -> bytes | None:
-        """A blob's bytes for the relay (which found the reference in a stored message)."""
+    async def image_for_model(
+        self, tenant_id: str, sha256: str, media_type: str
+    ) -> tuple[str, bytes] | None:
+        """An image for a provider request (the relay found its reference in a stored
+        message): the original, or a copy scaled to ``relay_image_max_side`` and
+        ``relay_max_image_bytes``; None when it is gone or will not fit. Recent results are
+        kept, so the answers of one conversation do not scale the same image again."""
+        key = (tenant_id, sha256)
+        if key in self._model_images:
+            self._model_images.move_to_end(key)
+            return self._model_images[key]
         try:
-            return await self.store.read(tenant_id, sha256)
+            data = await self.store.read(tenant_id, sha256)
         except BlobMissing:
             return None
+        fitted = await asyncio.to_thread(
+            images.fit_for_model,
+            data,
+            media_type,
+            max_side=self.settings.relay_image_max_side,
+            max_bytes=self.settings.relay_max_image_bytes,
+            max_pixels=self.settings.attachment_max_image_pixels,
+        )
+        self._model_images[key] = fitted
+        while len(self._model_images) > MODEL_IMAGE_CACHE:
+            self._model_images.popitem(last=False)
+        return fitted
 
     async def manifest(self, p: Principal, session_id: str) -> list[dict[str, Any]]:
         """Every attachment of a session, oldest first, with the messages referencing each

@@ -14,7 +14,8 @@ people apart. The prompt is always a ``user`` turn and always the last one.
 
 Attachments: a message's attachment parts reach the model as the provider's image blocks when
 the file is an image, the assistant's model accepts images (:func:`accepts_images`) and the
-image is among the newest ``MAX_IMAGES`` of the context and under the size limit; every other
+image is among the newest ``MAX_IMAGES`` of the context (scaled down when it is over the
+relay's side or byte limit: ``AttachmentService.image_for_model``); every other
 attachment (and every image the model cannot take) becomes a line of text naming the file, so
 the model knows something was shared.
 
@@ -81,19 +82,15 @@ def accepts_images(spec: AssistantSpec, extra_prefixes: str = "") -> bool:
     return spec.provider != "scripted" and spec.model.startswith(prefixes + extra)
 
 
-def wanted_images(turns: list[Turn], max_bytes: int) -> list[str]:
-    """The sha256 of the newest images worth sending (at most ``MAX_IMAGES``), newest first."""
-    out: list[str] = []
+def wanted_images(turns: list[Turn]) -> list[tuple[str, str]]:
+    """(sha256, type) of the newest images of the context (at most ``MAX_IMAGES``), newest
+    first: the ones worth sending."""
+    out: list[tuple[str, str]] = []
     for turn in reversed(turns):
         for part in reversed(turn.attachments):
-            sha = part.get("sha256")
-            if (
-                part.get("content_type") in IMAGE_TYPES
-                and isinstance(sha, str)
-                and int(part.get("size") or 0) <= max_bytes
-                and sha not in out
-            ):
-                out.append(sha)
+            sha, kind = part.get("sha256"), part.get("content_type")
+            if kind in IMAGE_TYPES and isinstance(sha, str) and (sha, kind) not in out:
+                out.append((sha, str(kind)))
                 if len(out) == MAX_IMAGES:
                     return out
     return out
@@ -106,14 +103,14 @@ def placeholder(part: Mapping[str, Any]) -> str:
 
 
 def _with_attachments(
-    turn: Turn, content: str, images: Mapping[str, bytes]
+    turn: Turn, content: str, images: Mapping[str, ImageInput]
 ) -> tuple[str, tuple[ImageInput, ...]]:
     sent: list[ImageInput] = []
     lines = [content] if turn.text or not turn.attachments else [content.rstrip()]
     for part in turn.attachments:
-        data = images.get(str(part.get("sha256")))
-        if data is not None and part.get("content_type") in IMAGE_TYPES:
-            sent.append(ImageInput(str(part["content_type"]), data))
+        image = images.get(str(part.get("sha256")))
+        if image is not None and part.get("content_type") in IMAGE_TYPES:
+            sent.append(image)
         else:
             lines.append(placeholder(part))
     return "\n".join(lines), tuple(sent)
@@ -182,12 +179,12 @@ def build_request(
     *,
     default_window: int,
     default_max_output: int,
-    images: Mapping[str, bytes] | None = None,
+    images: Mapping[str, ImageInput] | None = None,
 ) -> Built:
     """The provider request for ``turns`` (the branch, oldest first, the prompt last).
 
-    ``images`` maps sha256 to bytes of the images to send as image blocks (empty when the
-    model takes none); other attachments become placeholder lines."""
+    ``images`` maps sha256 to the images to send as image blocks (empty when the model takes
+    none); other attachments become placeholder lines."""
     images = images or {}
     max_out = spec.max_output_tokens or default_max_output
     window = context_window(spec, default_window)

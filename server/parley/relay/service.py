@@ -54,6 +54,7 @@ from parley.relay.context import (
 from parley.relay.prices import PriceTable
 from parley.relay.providers.base import (
     Finish,
+    ImageInput,
     Provider,
     ProviderRequest,
     StreamError,
@@ -598,12 +599,12 @@ class Relay:
             return read_branch(s, spec, prompt_id)
 
         turns, people = await self.service.db.read(work)
-        images: dict[str, bytes] = {}
+        images: dict[str, ImageInput] = {}
         if self.attachments is not None and accepts_images(spec, self.settings.relay_vision_models):
-            for sha in wanted_images(turns, self.settings.relay_max_image_bytes):
-                data = await self.attachments.read_bytes(spec.tenant_id, sha)
-                if data is not None:
-                    images[sha] = data
+            for sha, kind in wanted_images(turns):
+                fitted = await self.attachments.image_for_model(spec.tenant_id, sha, kind)
+                if fitted is not None:
+                    images[sha] = ImageInput(*fitted)
         built = build_request(
             spec,
             turns,
