@@ -514,3 +514,35 @@ async def test_editing_a_message_relinks_its_attachments(server: RunningServer) 
         assert items["b.txt"]["message_ids"] == [mid]
         assert await collect_garbage(server) == (1, 1), "a.txt is no longer referenced"
         assert (await h.get(f"/attachments/{b['id']}")).content == b"second"
+
+
+async def test_a_large_image_reaches_the_model_scaled_down(
+    relay_server: tuple[RunningServer, FakeLLM],
+) -> None:
+    server, llm = relay_server
+    sid = await server.create_session()
+    big = image_bytes("PNG", (2000, 1000))
+    async with server.http() as h, server.client() as ws:
+        await add_assistant(h, sid, name="eye", provider="openai", model="gpt-4o", trigger="manual")
+        img = (await upload_raw(h, sid, big, "wide.png", "image/png")).json()
+        r = await h.post(
+            f"/sessions/{sid}/messages",
+            json={"parts": [{"type": "attachment", "attachment_id": img["id"]}]},
+        )
+        await ws.subscribe(sid)
+        r = await h.post(
+            f"/sessions/{sid}/assistants/eye/ask", json={"message_id": r.json()["message"]["id"]}
+        )
+        stream = r.json()["stream_id"]
+        await ws.wait_for(
+            lambda f: (
+                f.get("event") == "message.created"
+                and f["data"]["message"]["metadata"].get("stream_id") == stream
+            )
+        )
+    content = llm.requests[-1].body["messages"][-1]["content"]
+    assert content[0] == {"type": "text", "text": "alice:"}
+    url = content[1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert sent.size == (1568, 784)
