@@ -17,15 +17,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
 from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import attachments as attachments_api
 from parley.api import exports as export_routes
 from parley.api import imports as import_routes
 from parley.api import templates as template_routes
 from parley.api.common import JSONResponse
+from parley.attachments.blobs import LocalBlobStore
+from parley.attachments.gc import collect_periodically
+from parley.attachments.service import AttachmentService
 from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.gql import endpoint as graphql_api
+from parley.gql.schema import build_schema
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
@@ -157,10 +163,21 @@ def create_app(
         app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings)
+        # Attachments (docs/graphql-attachments.md): blobs on local disk, swept periodically.
+        attachments = AttachmentService(
+            db, LocalBlobStore(settings.effective_attachment_dir), settings
+        )
+        app.state.attachments = attachments
+        relay.attachments = attachments
+        attachment_gc = asyncio.create_task(collect_periodically(attachments))
+        app.state.graphql_schema = build_schema(
+            max_depth=settings.graphql_max_depth, max_cost=settings.graphql_max_complexity
+        )
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
         finally:
+            attachment_gc.cancel()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
@@ -178,12 +195,14 @@ def create_app(
         *export_routes.routes,
         *template_routes.routes,
         *import_routes.routes,
+        *attachments_api.routes,
     ]
     app = Starlette(
         routes=[
             WebSocketRoute("/ws", _Socket()),
             WebSocketRoute("/yjs/{session_id}", _Yjs()),
             Mount("/api/v1", routes=api_routes),
+            *graphql_api.routes,
             *health.routes,
             *web_routes,  # the browser workspace at /
         ],

@@ -10,6 +10,7 @@ import click
 import structlog
 from pydantic import ValidationError
 
+from parley.cli_attachments import attachments as attachments_cli
 from parley.cli_data import register as register_data_commands
 from parley.config import Settings
 from parley.governance.auth import TenantRole, UserKind, create_token
@@ -211,6 +212,7 @@ def token_create(
 
 # Imports, exports and templates (cli_data.py).
 register_data_commands(main)
+main.add_command(attachments_cli)
 
 if __name__ == "__main__":
     main()

@@ -184,6 +184,55 @@ class Settings(BaseSettings):
         "request; use `parley import` for larger files).",
     )
 
+    # Attachments (docs/graphql-attachments.md): files and images on messages.
+    attachment_dir: Path | None = Field(
+        None, description="Folder of the attachment blobs. Unset: attachments/ in the data folder."
+    )
+    attachment_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest attachment in bytes (one file)."
+    )
+    attachment_tenant_quota_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024, description="Total attachment bytes one tenant may store."
+    )
+    attachment_thumbnail_px: int = Field(
+        320, ge=16, le=2048, description="Longest side of image thumbnails in pixels."
+    )
+    attachment_max_image_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        description="Largest image (width x height) decoded; larger ones are refused as bombs.",
+    )
+    attachment_orphan_grace: float = Field(
+        24 * 3600.0,
+        ge=0,
+        description="Seconds an upload may stay unreferenced by any message before it is"
+        " collected (also the age below which an unreferenced blob is never deleted).",
+    )
+    attachment_gc_interval: float = Field(
+        3600.0, ge=0, description="Seconds between garbage collections of blobs (0: never)."
+    )
+    relay_max_image_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        description="Largest image sent to a provider; larger ones are scaled down first.",
+    )
+    relay_image_max_side: int = Field(
+        1568,
+        ge=64,
+        description="Longest side of an image sent to a provider; larger ones are scaled down.",
+    )
+    relay_vision_models: str = Field(
+        "",
+        description="Comma-separated model name prefixes that accept images, beyond the known"
+        " ones (e.g. llava for a local server).",
+    )
+
+    # GraphQL (docs/graphql-attachments.md).
+    graphql_max_depth: int = Field(10, ge=2, description="Deepest GraphQL selection accepted.")
+    graphql_max_complexity: int = Field(
+        5000, ge=10, description="Largest estimated GraphQL query cost (fields x page sizes)."
+    )
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -198,6 +247,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'parley.db').resolve()}"
+
+    @property
+    def effective_attachment_dir(self) -> Path:
+        """Where attachment blobs live: the configured folder or the data folder's."""
+        return self.attachment_dir or self.data_dir / "attachments"
 
     @cached_property
     def signing_key(self) -> str:

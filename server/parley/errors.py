@@ -51,6 +51,11 @@ class ErrorCode(StrEnum):
     GENERATION_LIMIT = "generation_limit"
     # Imports (imports/): an uploaded export over PARLEY_IMPORT_MAX_BYTES.
     UPLOAD_TOO_LARGE = "upload_too_large"
+    # Attachments (attachments/): a file over the size limit, a tenant over its storage quota,
+    # content of a type that is not allowed (sniffed from its bytes).
+    FILE_TOO_LARGE = "file_too_large"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 
 
 class CloseCode(IntEnum):
@@ -131,7 +136,25 @@ class RateLimited(ParleyError):
         self.retry_after = retry_after
 
 
+# -- attachments (attachments/) ---------------------------------------------------------------
+# Appended here, not in the enum above, so other areas' additions merge without conflict.
+
+
 class PayloadTooLarge(ParleyError):
+    """An upload over the per-file limit, or one the tenant's storage quota cannot hold."""
+
+    code = ErrorCode.FILE_TOO_LARGE
+    status = 413
+
+
+class UnsupportedMediaType(ParleyError):
+    """Content whose sniffed type is not on the allow-list (whatever it was declared as)."""
+
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    status = 415
+
+
+class UploadTooLarge(ParleyError):
     """An upload over its size limit (imports)."""
 
     code = ErrorCode.UPLOAD_TOO_LARGE

@@ -63,3 +63,21 @@ RELAY_DELTAS = Counter("parley_relay_delta_events_total", "Coalesced delta event
 RELAY_REAPED = Counter(
     "parley_relay_reaped_total", "Streams of processes that died, stored as interrupted."
 )
+
+# Attachments (attachments/) and GraphQL (gql/).
+ATTACHMENT_UPLOADS = Counter(
+    "parley_attachment_uploads_total",
+    "Attachment uploads, by result (stored, or the error code that refused them).",
+    ["result"],
+)
+ATTACHMENT_BYTES = Counter("parley_attachment_bytes_total", "Bytes of attachments stored.")
+ATTACHMENT_COLLECTED = Counter(
+    "parley_attachment_collected_total",
+    "What garbage collection removed, by kind (attachment rows, blobs).",
+    ["kind"],
+)
+GRAPHQL_QUERIES = Counter(
+    "parley_graphql_queries_total",
+    "GraphQL requests, by outcome (ok, refused before running, field errors, internal).",
+    ["outcome"],
+)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, principal, resource, service
 from parley.crdt.manager import DocManager
-from parley.errors import Forbidden, InvalidRequest, PayloadTooLarge
+from parley.errors import Forbidden, InvalidRequest, UploadTooLarge
 from parley.hub.hub import Hub
 from parley.imports.formats import PARSERS
 from parley.imports.importer import Importer
@@ -25,13 +25,13 @@ from parley.imports.importer import Importer
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the upload is {declared} bytes; the limit is {limit}")
+        raise UploadTooLarge(f"the upload is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"the upload is over the limit of {limit} bytes")
+            raise UploadTooLarge(f"the upload is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -12,6 +12,13 @@ Roles: the assistant's own earlier answers are ``assistant`` turns; everyone els
 are ``user`` turns that start with the speaker's name (``Alice: ...``), so the model can tell
 people apart. The prompt is always a ``user`` turn and always the last one.
 
+Attachments: a message's attachment parts reach the model as the provider's image blocks when
+the file is an image, the assistant's model accepts images (:func:`accepts_images`) and the
+image is among the newest ``MAX_IMAGES`` of the context (scaled down when it is over the
+relay's side or byte limit: ``AttachmentService.image_for_model``); every other
+attachment (and every image the model cannot take) becomes a line of text naming the file, so
+the model knows something was shared.
+
 Trimming: tokens are estimated as UTF-8 bytes / 4 (rounded up) plus 4 per message. The budget
 is the context window minus the answer's token limit minus the system prompt. The prompt is
 always kept (cut from the front if it alone is too long); then earlier messages are added from
@@ -21,14 +28,18 @@ the newest back while they fit; the oldest are dropped first.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from parley.attachments.refs import PART_TYPE
+from parley.attachments.sniff import IMAGE_TYPES
 from parley.errors import InvalidRequest, NotFound
 from parley.relay.assistants import AssistantSpec
-from parley.relay.providers.base import ChatMessage, ProviderRequest
+from parley.relay.providers.base import ChatMessage, ImageInput, ProviderRequest
 from parley.sessions.queries import plausible_id
 from parley.storage import models as m
 
@@ -52,6 +63,59 @@ KNOWN_WINDOWS = {
 }
 
 
+MAX_IMAGES = 8  # newest images sent per request; older ones become text placeholders
+IMAGE_TOKENS = 1_600  # what one image costs in the estimate (about a megapixel on either API)
+
+# Models that accept images, by provider (a model name starting with one of these). Any
+# provider's model also qualifies when it starts with a prefix of PARLEY_RELAY_VISION_MODELS.
+VISION_PREFIXES: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-4.5", "gpt-5", "o1", "o3", "o4"),
+    "openai_responses": ("gpt-4o", "gpt-4.1", "gpt-4-turbo", "gpt-4.5", "gpt-5", "o1", "o3", "o4"),
+    "anthropic": ("claude-3", "claude-sonnet", "claude-opus", "claude-haiku", "claude-4"),
+}
+
+
+def accepts_images(spec: AssistantSpec, extra_prefixes: str = "") -> bool:
+    """Whether the assistant's provider and model take image input (the capability flag)."""
+    prefixes = VISION_PREFIXES.get(spec.provider, ())
+    extra = tuple(p.strip() for p in extra_prefixes.split(",") if p.strip())
+    return spec.provider != "scripted" and spec.model.startswith(prefixes + extra)
+
+
+def wanted_images(turns: list[Turn]) -> list[tuple[str, str]]:
+    """(sha256, type) of the newest images of the context (at most ``MAX_IMAGES``), newest
+    first: the ones worth sending."""
+    out: list[tuple[str, str]] = []
+    for turn in reversed(turns):
+        for part in reversed(turn.attachments):
+            sha, kind = part.get("sha256"), part.get("content_type")
+            if kind in IMAGE_TYPES and isinstance(sha, str) and (sha, kind) not in out:
+                out.append((sha, str(kind)))
+                if len(out) == MAX_IMAGES:
+                    return out
+    return out
+
+
+def placeholder(part: Mapping[str, Any]) -> str:
+    """The line that stands for an attachment the model does not get as an image."""
+    kind = "image" if part.get("content_type") in IMAGE_TYPES else "attachment"
+    return f"[{kind}: {part.get('name')} ({part.get('content_type')}, {part.get('size')} bytes)]"
+
+
+def _with_attachments(
+    turn: Turn, content: str, images: Mapping[str, ImageInput]
+) -> tuple[str, tuple[ImageInput, ...]]:
+    sent: list[ImageInput] = []
+    lines = [content] if turn.text or not turn.attachments else [content.rstrip()]
+    for part in turn.attachments:
+        image = images.get(str(part.get("sha256")))
+        if image is not None and part.get("content_type") in IMAGE_TYPES:
+            sent.append(image)
+        else:
+            lines.append(placeholder(part))
+    return "\n".join(lines), tuple(sent)
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One stored message as the context builder needs it."""
@@ -63,6 +127,7 @@ class Turn:
     parent_id: str | None
     text: str
     deleted: bool
+    attachments: tuple[dict[str, Any], ...] = ()  # the message's attachment parts
 
 
 def estimate_tokens(text: str) -> int:
@@ -114,8 +179,13 @@ def build_request(
     *,
     default_window: int,
     default_max_output: int,
+    images: Mapping[str, ImageInput] | None = None,
 ) -> Built:
-    """The provider request for ``turns`` (the branch, oldest first, the prompt last)."""
+    """The provider request for ``turns`` (the branch, oldest first, the prompt last).
+
+    ``images`` maps sha256 to the images to send as image blocks (empty when the model takes
+    none); other attachments become placeholder lines."""
+    images = images or {}
     max_out = spec.max_output_tokens or default_max_output
     window = context_window(spec, default_window)
     max_out = min(max_out, max(1, window // 2))
@@ -127,16 +197,20 @@ def build_request(
     for i, turn in enumerate(reversed(turns)):
         own = turn.author_id == spec.user_id and i > 0
         content = turn.text if own else f"{turn.author_name}: {turn.text}"
-        cost = estimate_tokens(content) + MESSAGE_OVERHEAD
+        content, pictures = _with_attachments(turn, content, images)
+        if own:
+            pictures = ()  # an assistant turn carries no images on any API
+        cost = estimate_tokens(content) + MESSAGE_OVERHEAD + IMAGE_TOKENS * len(pictures)
         if i == 0 and cost > budget:
             keep = max(0, (budget - MESSAGE_OVERHEAD) * 4)
             content = "\u2026" + content.encode()[-keep:].decode(errors="ignore") if keep else ""
+            pictures = ()
             cost = estimate_tokens(content) + MESSAGE_OVERHEAD
         elif i > 0 and used + cost > budget:
             dropped = len(turns) - i
             break
         used += cost
-        messages.append(ChatMessage("assistant" if own else "user", content))
+        messages.append(ChatMessage("assistant" if own else "user", content, pictures))
     messages.reverse()
     request = ProviderRequest(
         model=spec.model,
@@ -197,6 +271,7 @@ def read_branch(
             parent_id=msg.parent_id,
             text=msg.text,
             deleted=msg.deleted_at is not None,
+            attachments=tuple(p for p in msg.parts or () if p.get("type") == PART_TYPE),
         )
         for msg, name in reversed(rows)
     ]

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley import metrics
+from parley.attachments.service import AttachmentService
 from parley.broker.base import Broker
 from parley.config import Settings
 from parley.errors import Conflict, ErrorCode, NotFound, ParleyError
@@ -44,10 +45,17 @@ from parley.governance.auth import Principal, UserKind
 from parley.ids import iso, new_id, utcnow
 from parley.relay.assistants import USER_PREFIX, AssistantSpec, AssistantStore, Trigger
 from parley.relay.client_streams import CLIENT_PROVIDER, ClientStreams
-from parley.relay.context import build_request, estimate_tokens, read_branch
+from parley.relay.context import (
+    accepts_images,
+    build_request,
+    estimate_tokens,
+    read_branch,
+    wanted_images,
+)
 from parley.relay.prices import PriceTable
 from parley.relay.providers.base import (
     Finish,
+    ImageInput,
     Provider,
     ProviderRequest,
     StreamError,
@@ -431,6 +439,8 @@ class Relay:
         self.registry = registry or ProviderRegistry(settings)
         self.prices = prices or PriceTable(settings.relay_price_file)
         self.assistants = AssistantStore(service)
+        # Set by the app: reads image attachments for providers that accept images.
+        self.attachments: AttachmentService | None = None
         self.node = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.running: dict[tuple[str, str], RunningStream] = {}
         self._runs: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -608,12 +618,19 @@ class Relay:
             return read_branch(s, spec, prompt_id)
 
         turns, people = await self.service.db.read(work)
+        images: dict[str, ImageInput] = {}
+        if self.attachments is not None and accepts_images(spec, self.settings.relay_vision_models):
+            for sha, kind in wanted_images(turns):
+                fitted = await self.attachments.image_for_model(spec.tenant_id, sha, kind)
+                if fitted is not None:
+                    images[sha] = ImageInput(*fitted)
         built = build_request(
             spec,
             turns,
             people,
             default_window=self.settings.relay_context_window,
             default_max_output=self.settings.relay_max_output_tokens,
+            images=images,
         )
         if built.dropped:
             log.info("context trimmed", assistant=spec.id, dropped=built.dropped)

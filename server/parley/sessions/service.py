@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from parley.attachments import refs as attachment_refs
 from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
 from parley.governance.auth import Principal, valid_identifier
 from parley.ids import new_id, utcnow
@@ -371,6 +372,7 @@ class SessionService:
                         now,
                     )
                 )
+            stored_parts, attached = attachment_refs.resolve(s, p.tenant_id, session_id, parts)
             row.last_seq += 1
             row.updated_at = now
             msg = m.Message(
@@ -381,12 +383,14 @@ class SessionService:
                 author_id=p.user_id,
                 parent_id=parent_id,
                 text=text,
-                parts=parts,
+                parts=stored_parts,
                 meta=meta,
                 client_id=client_id,
                 created_at=now,
             )
             s.add(msg)
+            if attached:
+                attachment_refs.link(s, session_id, msg.id, attached)
             view = message_view(msg)
             events.append(
                 new_event(p, session_id, row.last_seq, "message.created", {"message": view}, now)
@@ -447,7 +451,8 @@ class SessionService:
             if text is not None:
                 msg.text = text
             if parts is not None:
-                msg.parts = parts
+                msg.parts, attached = attachment_refs.resolve(s, p.tenant_id, session_id, parts)
+                attachment_refs.link(s, session_id, msg.id, attached)
             if not msg.text.strip() and not msg.parts:
                 raise InvalidRequest("an edit may not leave a message without text or parts")
             if metadata is not None:
@@ -481,6 +486,7 @@ class SessionService:
                 p.user_id, msg.author_id, role_of(s, p.user_id, session_id), deleting=True
             )
             msg.text, msg.parts, msg.meta, msg.deleted_at = "", None, {}, now
+            attachment_refs.link(s, session_id, msg.id, [])  # now unreferenced: collectable
             row.last_seq += 1
             row.updated_at = now
             view = message_view(msg)

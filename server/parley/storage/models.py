@@ -250,3 +250,51 @@ class SessionTemplate(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),)
+
+
+# -- attachments (attachments/) ---------------------------------------------------------------
+# An attachment is a file uploaded into a session; its bytes are a content-addressed blob
+# (sha256, per tenant) in the blob store, not in the database. Messages reference attachments
+# in their parts; ``message_attachments`` records which message references which attachment,
+# so an attachment no message references any more can be found and collected.
+
+
+class Attachment(Base):
+    """One uploaded file of a session, with the type sniffed from its bytes."""
+
+    __tablename__ = "attachments"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    uploader_id: Mapped[str] = mapped_column(String(128))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    thumbnail_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    thumbnail_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    thumbnail_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    thumbnail_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "session_id", "created_at"),
+        Index(None, "tenant_id", "sha256"),
+        Index(None, "tenant_id", "thumbnail_sha256"),
+    )
+
+
+class MessageAttachment(Base):
+    """A message's reference to an attachment of its session."""
+
+    __tablename__ = "message_attachments"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attachment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (
+        ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
+        ForeignKeyConstraint(["attachment_id"], ["attachments.id"], ondelete="CASCADE"),
+        Index(None, "attachment_id"),
+    )

@@ -63,18 +63,38 @@ def anthropic_error(exc: BaseException, secrets: tuple[str | None, ...]) -> Stre
     )
 
 
-def alternate(messages: list[ChatMessage]) -> list[dict[str, str]]:
+def alternate(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     """Messages as the API requires them: starting with a user turn, roles alternating.
-    Consecutive turns of one role are joined (several people may speak in a row)."""
-    out: list[dict[str, str]] = []
+    Consecutive turns of one role are joined (several people may speak in a row). A turn with
+    images becomes content blocks: its text, then one base64 ``image`` block per image."""
+    out: list[dict[str, Any]] = []
     for m in messages:
         if out and out[-1]["role"] == m.role:
-            out[-1]["content"] += "\n\n" + m.content
+            prev = out[-1]
+            if isinstance(prev["content"], str) and not m.images:
+                prev["content"] += "\n\n" + m.content
+                continue
+            if isinstance(prev["content"], str):
+                prev["content"] = [{"type": "text", "text": prev["content"]}]
+            prev["content"] += _blocks(m)
         else:
-            out.append({"role": m.role, "content": m.content})
+            out.append({"role": m.role, "content": _blocks(m) if m.images else m.content})
     if out and out[0]["role"] == "assistant":
         out.insert(0, {"role": "user", "content": "(The conversation so far:)"})
     return out
+
+
+def _blocks(m: ChatMessage) -> list[dict[str, Any]]:
+    return [
+        {"type": "text", "text": m.content},
+        *(
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": img.media_type, "data": img.base64()},
+            }
+            for img in m.images
+        ),
+    ]
 
 
 class AnthropicProvider:

@@ -18,6 +18,7 @@ fake server speaking each API's exact wire format):
 
 from __future__ import annotations
 
+import base64
 import inspect
 import re
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
@@ -30,11 +31,28 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 @dataclass(frozen=True, slots=True)
+class ImageInput:
+    """An image attached to a turn, for providers whose model accepts images."""
+
+    media_type: str  # image/png, image/jpeg, image/gif or image/webp
+    data: bytes
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64()}"
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One turn of the conversation as the model sees it."""
+    """One turn of the conversation as the model sees it. ``images`` go with the text as the
+    provider's image blocks; the context builder only sets them when the model accepts images
+    (otherwise the text carries a placeholder naming the file)."""
 
     role: Literal["user", "assistant"]
     content: str
+    images: tuple[ImageInput, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

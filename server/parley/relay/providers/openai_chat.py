@@ -14,6 +14,7 @@ from typing import Any
 import openai
 
 from parley.relay.providers.base import (
+    ChatMessage,
     ErrorKind,
     Finish,
     FinishReason,
@@ -82,6 +83,16 @@ def openai_error(exc: BaseException, secrets: tuple[str | None, ...]) -> StreamE
     )
 
 
+def _content(m: ChatMessage) -> str | list[dict[str, Any]]:
+    """Plain text, or text and ``image_url`` parts (data URLs) when the turn has images."""
+    if not m.images:
+        return m.content
+    return [
+        {"type": "text", "text": m.content},
+        *({"type": "image_url", "image_url": {"url": img.data_url()}} for img in m.images),
+    ]
+
+
 def client_for(
     *, api_key: str | None, base_url: str | None, timeout: float, connect_timeout: float
 ) -> openai.AsyncOpenAI:
@@ -124,7 +135,7 @@ class OpenAIChatProvider:
         messages: list[dict[str, Any]] = []
         if req.system:
             messages.append({"role": "system", "content": req.system})
-        messages += [{"role": m.role, "content": m.content} for m in req.messages]
+        messages += [{"role": m.role, "content": _content(m)} for m in req.messages]
         body: dict[str, Any] = {
             "model": req.model,
             "messages": messages,

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from parley.relay.providers.base import (
+    ChatMessage,
     Finish,
     FinishReason,
     ProviderRequest,
@@ -27,6 +28,16 @@ from parley.relay.providers.base import (
 from parley.relay.providers.openai_chat import client_for, openai_error
 
 PARAMS = ("temperature", "top_p", "tools", "tool_choice", "reasoning", "truncation")
+
+
+def _content(m: ChatMessage) -> str | list[dict[str, Any]]:
+    """Plain text, or ``input_text`` and ``input_image`` items when the turn has images."""
+    if not m.images:
+        return m.content
+    return [
+        {"type": "input_text", "text": m.content},
+        *({"type": "input_image", "image_url": img.data_url()} for img in m.images),
+    ]
 
 
 class OpenAIResponsesProvider:
@@ -53,7 +64,7 @@ class OpenAIResponsesProvider:
     def _body(self, req: ProviderRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": req.model,
-            "input": [{"role": m.role, "content": m.content} for m in req.messages],
+            "input": [{"role": m.role, "content": _content(m)} for m in req.messages],
             "stream": True,
             # Parley keeps the conversation; nothing needs to be stored at the provider.
             "store": False,
