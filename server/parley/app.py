@@ -16,21 +16,31 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
-from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import (
+    apikeys,
+    assistants,
+    documents,
+    health,
+    messages,
+    participants,
+    sessions,
+    tenant,
+)
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance.hub import Governance
+from parley.governance.relay import GovernedRelay
+from parley.governance.sessions import GovernedSessionService
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
 from parley.relay.publisher import ObservingPublisher
-from parley.relay.service import Relay
 from parley.relay.state import create_stream_store
 from parley.sessions.annotations import AnnotationEvents
-from parley.sessions.service import SessionService
 from parley.storage.database import Database
 from parley.storage.event_log import EventLog
 from parley.storage.migrate import upgrade
@@ -133,8 +143,21 @@ def create_app(
         # The service publishes through the relay's observer, which forwards to the hub and
         # lets assistants answer committed messages (relay/publisher.py says why).
         publisher = ObservingPublisher(hub)
-        service = SessionService(db, publisher, max_text_chars=settings.max_text_chars)
-        relay = Relay(
+        # Governance (docs/privacy.md): quotas, PII and API keys wrap the service and relay.
+        governance = Governance(db, settings)
+        await governance.start()
+        service = GovernedSessionService(
+            db,
+            publisher,
+            max_text_chars=settings.max_text_chars,
+            policies=governance.policies,
+            quotas=governance.quotas,
+            content=governance.content,
+        )
+        relay = GovernedRelay(
+            policies=governance.policies,
+            quotas=governance.quotas,
+            content=governance.content,
             settings=settings,
             service=service,
             events=hub,
@@ -149,10 +172,13 @@ def create_app(
         app.state.broker = the_broker
         app.state.hub = hub
         app.state.service = service
+        app.state.governance = governance
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
-        app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
+        app.state.endpoint = SocketEndpoint(
+            hub, service, settings, mux=Mux(docs), relay=relay, governance=governance
+        )
         app.state.docs = docs
-        app.state.yjs = YjsEndpoint(docs, service, settings)
+        app.state.yjs = YjsEndpoint(docs, service, settings, governance=governance)
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
@@ -161,6 +187,7 @@ def create_app(
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
             await presence.stop()
+            await governance.stop()
             await the_broker.stop()
             await db.close()
             log.info("parley stopped")
@@ -171,6 +198,8 @@ def create_app(
         *participants.routes,
         *documents.routes,
         *assistants.routes,
+        *tenant.routes,
+        *apikeys.routes,
     ]
     app = Starlette(
         routes=[

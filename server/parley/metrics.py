@@ -63,3 +63,16 @@ RELAY_DELTAS = Counter("parley_relay_delta_events_total", "Coalesced delta event
 RELAY_REAPED = Counter(
     "parley_relay_reaped_total", "Streams of processes that died, stored as interrupted."
 )
+
+# Governance data (governance/, docs/privacy.md).
+QUOTA_REFUSALS = Counter(
+    "parley_quota_refusals_total", "Requests refused because a tenant quota is used up.", ["quota"]
+)
+PII_FINDINGS = Counter(
+    "parley_pii_findings_total",
+    "PII and secrets found in messages, by type and mode.",
+    ["type", "mode"],
+)
+RETENTION_SESSIONS = Counter(
+    "parley_retention_sessions_total", "Sessions archived or purged by retention.", ["action"]
+)

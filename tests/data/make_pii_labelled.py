@@ -199,11 +199,13 @@ secrets = [
     ("OPENAI_API_KEY={}", "sk-proj-4fGh8Jk2LmNp0QrStUvWxYz1234567890abcDEF"),
     ("I pushed my token by mistake: {}", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
     ("slack bot token {}", "xoxb-2244-1122334455-AbCdEfGhIjKlMnOpQrStUvWx"),
-    ("Authorization: Bearer {}",
-     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4iLCJ0aWQiOiJhY21lIn0.Xb3VfQk9pRzL0mN2sT4uW6yA8cE"),
+    (
+        "Authorization: Bearer {}",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4iLCJ0aWQiOiJhY21lIn0.Xb3VfQk9pRzL0mN2sT4uW6yA8cE",
+    ),
     ("stripe key {} in the env file", "sk_live_51HqLmN2eZvKYlo2C0aBcDeFgHiJk"),
     ("google maps key {}", "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI"),
-    ("api_key = \"{}\"", "9f8e7d6c5b4a39281706f5e4d3c2b1a0Zq"),
+    ('api_key = "{}"', "9f8e7d6c5b4a39281706f5e4d3c2b1a0Zq"),
     ("the client secret is {}", "Xk29fLq0ZpW8vN3sT6yB1cR4"),
     ("password: {}", "Tr0ub4dor&3xQ9zL7mK2"),
     ("anthropic key {} rotated", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
@@ -212,15 +214,18 @@ secrets = [
 for template, value in secrets:
     add(template.format(value), ("SECRET", value))
 key_block = (
-    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq0Zl5yQ8kz\n"
-    "-----END RSA PRIVATE KEY-----"
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq0Zl5yQ8kz\n-----END RSA PRIVATE KEY-----"
 )
 add(f"here is the key, don't share:\n{key_block}\nthanks", ("SECRET", key_block))
 
 # -- mixed lines -----------------------------------------------------------------------------
 mixed_card = group(luhn_complete("4", 16), [4, 4, 4, 4], " ")
-add(f"Name: Ann Lee, email ann.lee@example.org, phone +44 20 7946 0958, card {mixed_card}",
-    ("EMAIL", "ann.lee@example.org"), ("PHONE", "+44 20 7946 0958"), ("CARD", mixed_card))  # fmt: skip
+add(
+    f"Name: Ann Lee, email ann.lee@example.org, phone +44 20 7946 0958, card {mixed_card}",
+    ("EMAIL", "ann.lee@example.org"),
+    ("PHONE", "+44 20 7946 0958"),
+    ("CARD", mixed_card),
+)
 add("login from 203.0.113.9 by bob@example.com failed twice",
     ("IP", "203.0.113.9"), ("EMAIL", "bob@example.com"))  # fmt: skip
 gb = iban("GB", "NWBK60161331926819")

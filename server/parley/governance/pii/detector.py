@@ -61,7 +61,9 @@ _SSN_BARE = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)\W{0,4}
 _NINO = re.compile(
     r"(?<![\w])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w])"
 )
-_SIN = re.compile(r"(?i)\b(?:sin|social insurance(?: number| no\.?)?)\W{0,4}(\d{3}[ -]?\d{3}[ -]?\d{3})\b")
+_SIN = re.compile(
+    r"(?i)\b(?:sin|social insurance(?: number| no\.?)?)\W{0,4}(\d{3}[ -]?\d{3}[ -]?\d{3})\b"
+)
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:/\d{1,3})?(?![\w:])")
 _VERSION_CONTEXT = re.compile(r"(?i)(?:\bv|version|release|build|ver\.?|python|node)\s*$")
@@ -190,8 +192,9 @@ class Detector:
                 if _NOT_PHONE_WORDS.search(before):
                     continue
                 # A bare run of digits is a phone number only where the text says so.
-                if raw.isdigit() and not _PHONE_WORDS.search(text[max(0, match.start - 40) :
-                                                                  match.start]):
+                if raw.isdigit() and not _PHONE_WORDS.search(
+                    text[max(0, match.start - 40) : match.start]
+                ):
                     continue
                 yield Finding(PiiType.PHONE, match.start, match.end, raw)
 

@@ -44,7 +44,9 @@ class Mistake:
     value: str
 
 
-def evaluate(path: Path, detector: Detector | None = None) -> tuple[dict[str, Score], list[Mistake]]:
+def evaluate(
+    path: Path, detector: Detector | None = None
+) -> tuple[dict[str, Score], list[Mistake]]:
     """Scores per type (and ``ALL``) and the list of mistakes, line by line."""
     detector = detector or Detector()
     scores = {t.value: Score() for t in PiiType}
@@ -55,7 +57,7 @@ def evaluate(path: Path, detector: Detector | None = None) -> tuple[dict[str, Sc
         item = orjson.loads(raw)
         gold = Counter((span["type"], span["value"]) for span in item["pii"])
         found = Counter((f.type.value, f.value) for f in detector.find(item["text"]))
-        for (kind, value), count in (found | gold).items():
+        for kind, value in found | gold:
             hits = min(found[(kind, value)], gold[(kind, value)])
             extra = found[(kind, value)] - hits
             missed = gold[(kind, value)] - hits
