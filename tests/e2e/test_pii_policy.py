@@ -110,4 +110,5 @@ async def test_redact_llm_keeps_the_text_and_redacts_what_the_provider_sees(
             sent = str(llm.requests[-1].body["messages"])
             assert "ann@example.org" not in sent
             assert "4111 1111 1111 1111" not in sent
-            assert "[EMAIL]" in sent and "[CARD]" in sent and "[PHONE]" in sent
+            for placeholder in ("[EMAIL]", "[CARD]", "[PHONE]"):
+                assert placeholder in sent

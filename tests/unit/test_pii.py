@@ -88,7 +88,8 @@ def test_modes_on_text_parts_and_metadata() -> None:
     off = policy.prepare(PiiMode.OFF, text, parts, meta)
     assert (off.text, off.parts, off.metadata) == (text, parts, meta)
     flag = policy.prepare(PiiMode.FLAG, text, parts, meta)
-    assert flag.text == text and flag.parts == parts
+    assert flag.text == text
+    assert flag.parts == parts
     assert flag.metadata == {
         "topic": "x",
         "pii": {"types": ["EMAIL", "IP"], "count": 2, "redacted": False},
