@@ -32,8 +32,8 @@ async def closed_by_server(raw: ClientConnection) -> Close:
         async with asyncio.timeout(10):
             while True:
                 await raw.recv()
-    assert raw.close_rcvd is not None
-    return raw.close_rcvd
+    assert raw.protocol.close_rcvd is not None
+    return raw.protocol.close_rcvd
 
 
 async def test_key_is_shown_once_and_stored_only_as_a_hash(server: RunningServer) -> None:
