@@ -34,6 +34,7 @@ from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
 from parley.governance.hub import Governance
 from parley.governance.relay import GovernedRelay
+from parley.governance.retention import Retention
 from parley.governance.sessions import GovernedSessionService
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
@@ -173,6 +174,8 @@ def create_app(
         app.state.hub = hub
         app.state.service = service
         app.state.governance = governance
+        retention = Retention(db, governance.policies, publisher=hub)
+        retention.start(settings.retention_interval)
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
         app.state.endpoint = SocketEndpoint(
             hub, service, settings, mux=Mux(docs), relay=relay, governance=governance
@@ -183,6 +186,7 @@ def create_app(
         try:
             yield
         finally:
+            await retention.stop()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go

@@ -10,6 +10,7 @@ import click
 import structlog
 from pydantic import ValidationError
 
+from parley import cli_governance
 from parley.config import Settings
 from parley.governance.auth import TenantRole, UserKind, create_token
 from parley.logging import configure_logging
@@ -206,6 +207,9 @@ def token_create(
         raise click.BadParameter(str(exc)) from None
     click.echo(value)
 
+
+# Governance data commands (retention, purge-user, keys): their own module.
+cli_governance.register(main)
 
 if __name__ == "__main__":
     main()

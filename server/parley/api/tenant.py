@@ -1,17 +1,25 @@
-"""``/api/v1/tenant/...``: a tenant admin's quotas, usage, PII mode and retention policy."""
+"""``/api/v1/tenant/...``: a tenant admin's quotas, usage, PII mode, retention and user purge;
+``/api/v1/sessions/{id}/retention``: a session's own retention."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
 from parley.api.apikeys import admin
-from parley.api.common import JSONResponse, api, body, resource
+from parley.api.common import JSONResponse, api, body, principal, resource
+from parley.errors import Forbidden, InvalidRequest
+from parley.governance import purge
+from parley.governance.auth import Principal, valid_identifier
 from parley.governance.hub import Governance
 from parley.governance.policies import PiiMode
+from parley.sessions.queries import role_of, session_row
+from parley.sessions.rules import Role
+from parley.storage import models as m
 
 Days = Annotated[int, Field(ge=1, le=100_000)]
 
@@ -99,9 +107,76 @@ async def put_retention(request: Request) -> Response:
     return JSONResponse(_retention(policy))
 
 
+@api
+async def purge_user(request: Request) -> Response:
+    """Remove one user's content from every session of the tenant (docs/privacy.md)."""
+    p = await admin(request)
+    user_id = request.path_params["user_id"]
+    if not valid_identifier(user_id):
+        raise InvalidRequest("user ids are 1-128 letters, digits or ._@+-")
+    report = await purge.purge_user(request.app.state.db, p.tenant_id, user_id, actor=p.user_id)
+    return JSONResponse(report.view())
+
+
+async def _session_retention_of(request: Request, *, change: bool) -> tuple[Principal, str]:
+    p = await principal(request)
+    session_id = request.path_params["session_id"]
+
+    def check(s: Session) -> None:
+        session_row(s, p, session_id)
+        if change and not p.is_admin and role_of(s, p.user_id, session_id) is not Role.OWNER:
+            raise Forbidden("only the session's owners and tenant admins may set its retention")
+
+    await request.app.state.db.read(check)
+    return p, session_id
+
+
+@api
+async def get_session_retention(request: Request) -> Response:
+    p, session_id = await _session_retention_of(request, change=False)
+
+    def read(s: Session) -> dict[str, Any]:
+        row = s.get(m.SessionRetention, session_id)
+        own = {
+            "archive_after_days": row.archive_after_days if row else None,
+            "purge_after_days": row.purge_after_days if row else None,
+        }
+        return {
+            "session": own,
+            "tenant": _retention(governance(request).policies.read(s, p.tenant_id)),
+        }
+
+    return JSONResponse(await request.app.state.db.read(read))
+
+
+@api
+async def put_session_retention(request: Request) -> Response:
+    """This session's own retention (null: its tenant's)."""
+    p, session_id = await _session_retention_of(request, change=True)
+    req = await body(request, PutRetention)
+
+    def write(s: Session) -> dict[str, Any]:
+        row = s.get(m.SessionRetention, session_id)
+        if row is None:
+            row = m.SessionRetention(session_id=session_id, tenant_id=p.tenant_id)
+            s.add(row)
+        row.archive_after_days = req.archive_after_days
+        row.purge_after_days = req.purge_after_days
+        return {
+            "archive_after_days": row.archive_after_days,
+            "purge_after_days": row.purge_after_days,
+        }
+
+    return JSONResponse(await request.app.state.db.write(write))
+
+
 routes = [
     resource("/tenant/quotas", GET=get_quotas, PUT=put_quotas),
     resource("/tenant/usage", GET=get_usage),
     resource("/tenant/pii", GET=get_pii, PUT=put_pii),
     resource("/tenant/retention", GET=get_retention, PUT=put_retention),
+    resource("/tenant/users/{user_id}/purge", POST=purge_user),
+    resource(
+        "/sessions/{session_id}/retention", GET=get_session_retention, PUT=put_session_retention
+    ),
 ]

@@ -1,0 +1,113 @@
+"""``parley retention run``, ``parley purge-user`` and ``parley keys rotate`` (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from parley.config import Settings
+from parley.governance.auth import valid_identifier
+from parley.logging import configure_logging
+from parley.storage.database import Database
+
+T = TypeVar("T")
+
+
+def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--database-url", help="SQLAlchemy URL of the store. [env PARLEY_DATABASE_URL]"
+    )(fn)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder of the SQLite file and keys. [env PARLEY_DATA_DIR]",
+    )(fn)
+
+
+def _settings(**options: Any) -> Settings:
+    from parley.cli import _settings as settings_of
+
+    settings = settings_of(**options)
+    configure_logging(settings.log_format, "warning")
+    return settings
+
+
+def _run(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
+    """Migrate, open the store, run ``job`` on it, close it."""
+    from parley.storage.migrate import upgrade
+
+    url = settings.effective_database_url
+    upgrade(url)
+
+    async def main() -> T:
+        db = Database(url)
+        try:
+            return await job(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+@click.group()
+def retention() -> None:
+    """Apply retention policies (archive and delete idle sessions)."""
+
+
+@retention.command("run")
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    help="Judge idleness as of this UTC time instead of now (to preview a future run).",
+)
+@_store_options
+def retention_run(as_of: datetime | None, **options: Any) -> None:
+    """Archive and delete what the tenants' and sessions' retention makes due, now."""
+    from parley.governance.policies import Policies
+    from parley.governance.retention import Retention
+
+    settings = _settings(**options)
+    now = as_of.replace(tzinfo=UTC) if as_of is not None else None
+
+    async def job(db: Database) -> None:
+        await Retention(db, Policies(db, settings)).run(now=now, progress=click.echo)
+
+    _run(settings, job)
+
+
+@click.command("purge-user")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--user", "user_id", required=True, help="The user whose content goes.")
+@click.option("--actor", default="cli", show_default=True, help="Who asked (for the record).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_store_options
+def purge_user(tenant_id: str, user_id: str, actor: str, yes: bool, **options: Any) -> None:
+    """Remove one user's content from every session of a tenant (the right to be forgotten).
+
+    Blanks their messages (and every stored version of them in the event log), removes their
+    participant rows, user row and API keys; prints progress and a summary.
+    """
+    from parley.governance.purge import purge_user as purge
+
+    for label, value in (("tenant", tenant_id), ("user", user_id)):
+        if not valid_identifier(value):
+            raise click.BadParameter(f"{label} id {value!r} is not a valid id")
+    if not yes:
+        click.confirm(f"Purge all content of {user_id!r} in tenant {tenant_id!r}?", abort=True)
+    settings = _settings(**options)
+
+    async def job(db: Database) -> None:
+        await purge(db, tenant_id, user_id, actor=actor, progress=click.echo)
+
+    _run(settings, job)
+
+
+def register(main: click.Group) -> None:
+    """Add the governance commands to the ``parley`` group."""
+    main.add_command(retention)
+    main.add_command(purge_user)
