@@ -168,6 +168,9 @@ async def test_purge_user_over_rest_leaves_no_content(server: RunningServer) -> 
         assert MARK not in str(events)
         people = (await bob.get(f"/sessions/{sid}/participants")).json()
         assert "alice" not in str(people)
+        # Her own session stays (a shared object), without her content.
+        mine = (await bob.get(f"/sessions/{own}/messages")).json()["items"]
+        assert [i["text"] for i in mine] == [""]
     stored = await everything_stored(server)
     # Only globex's alice, who is someone else: her message row and its event.
     assert stored.count(MARK) == 2
