@@ -32,6 +32,7 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance import crypto
 from parley.governance.hub import Governance
 from parley.governance.relay import GovernedRelay
 from parley.governance.retention import Retention
@@ -127,6 +128,9 @@ def create_app(
         if migrate:
             await asyncio.to_thread(upgrade, url)
         db = Database(url)
+        encryption = crypto.enable(db, settings)  # None: encryption at rest is off
+        if encryption is not None:
+            await crypto.check(db, encryption)
         the_broker = broker or create_broker(settings.broker_url, sharded=settings.redis_sharded)
         await the_broker.start()
         presence = create_presence_store(settings.broker_url)
@@ -182,7 +186,7 @@ def create_app(
         )
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings, governance=governance)
-        log.info("parley ready", **settings.safe_summary())
+        log.info("parley ready", encryption=encryption is not None, **settings.safe_summary())
         try:
             yield
         finally:

@@ -107,7 +107,78 @@ def purge_user(tenant_id: str, user_id: str, actor: str, yes: bool, **options: A
     _run(settings, job)
 
 
+@click.group()
+def keys() -> None:
+    """Encryption at rest: master key and data keys (docs/privacy.md)."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new random master key (base64) for PARLEY_MASTER_KEY."""
+    import base64
+    import os
+
+    click.echo(base64.b64encode(os.urandom(32)).decode())
+
+
+@keys.command("rotate")
+@click.option(
+    "--new-master-key",
+    envvar="PARLEY_NEW_MASTER_KEY",
+    help="Re-wrap every data key under this master key (base64). [env PARLEY_NEW_MASTER_KEY]"
+    " The current one is PARLEY_MASTER_KEY (or master.key in the data folder).",
+)
+@click.option(
+    "--data-keys",
+    is_flag=True,
+    help="Also create a new data key version per tenant and re-encrypt every row under it"
+    " (rows stored before encryption was turned on are encrypted too).",
+)
+@_store_options
+def keys_rotate(new_master_key: str | None, data_keys: bool, **options: Any) -> None:
+    """Rotate the master key, the data keys, or both; prints progress and a summary.
+
+    Master key rotation: start every process with PARLEY_MASTER_KEY=<new> and
+    PARLEY_MASTER_KEY_PREVIOUS=<old>, run this with the old key as PARLEY_MASTER_KEY and
+    --new-master-key <new>, then drop PARLEY_MASTER_KEY_PREVIOUS.
+    """
+    from parley.governance.crypto import KeyRing, MasterKey, master_key
+    from parley.governance.crypto.rotate import rewrap, rotate_data_keys
+
+    if new_master_key is None and not data_keys:
+        raise click.UsageError("nothing to do: give --new-master-key, --data-keys or both")
+    settings = _settings(**options)
+    try:
+        current = master_key(settings)
+        new = MasterKey.from_base64(new_master_key) if new_master_key else None
+        older = (
+            [MasterKey.from_base64(settings.master_key_previous.get_secret_value())]
+            if settings.master_key_previous is not None
+            else []
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if current is None and new is None:
+        raise click.UsageError("encryption is off: set PARLEY_MASTER_KEY (or --new-master-key)")
+
+    async def job(db: Database) -> None:
+        olds = [k for k in [current, *older] if k is not None]
+        target = new or current
+        assert target is not None
+        if new is not None:
+            await rewrap(db, new, olds, click.echo)
+        if data_keys:
+            totals = await rotate_data_keys(db, KeyRing(target, olds), click.echo)
+            click.echo(
+                f"done: {totals['tenants']} tenants, {totals['messages']} messages, "
+                f"{totals['events']} events, {totals['documents']} document rows re-encrypted"
+            )
+
+    _run(settings, job)
+
+
 def register(main: click.Group) -> None:
     """Add the governance commands to the ``parley`` group."""
     main.add_command(retention)
     main.add_command(purge_user)
+    main.add_command(keys)

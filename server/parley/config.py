@@ -212,6 +212,9 @@ class Settings(BaseSettings):
         description="Base64 of 32 bytes: turns on encryption at rest (or master.key in the"
         " data folder).",
     )
+    master_key_previous: SecretStr | None = Field(
+        None, description="The master key being rotated away from (see parley keys rotate)."
+    )
     api_key_cache_seconds: float = Field(
         2.0, ge=0, description="Seconds a process trusts an API key lookup (revocation delay)."
     )
