@@ -139,13 +139,13 @@ async def test_plaintext_rows_stay_readable_and_keys_rotate(
         assert MARK in str((await raw_rows(server))["text"])
     first, second = new_key(), new_key()
     encrypted = settings_factory(database_url=database_url, master_key=first, doc_idle_seconds=0)
-    async with start_server(encrypted) as server:  # turned on: old rows read as they are
-        async with server.http("alice") as h:
-            r = await h.post(f"/sessions/{sid}/messages", json={"text": f"{MARK} sealed"})
-            assert r.status_code == 201
-            items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
-            assert [i["text"] for i in items][-1] == f"{MARK} sealed"
-            assert items[0]["text"] == f"{MARK} edited"
+    # Turned on: old rows read as they are.
+    async with start_server(encrypted) as server, server.http("alice") as h:
+        r = await h.post(f"/sessions/{sid}/messages", json={"text": f"{MARK} sealed"})
+        assert r.status_code == 201
+        items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
+        assert [i["text"] for i in items][-1] == f"{MARK} sealed"
+        assert items[0]["text"] == f"{MARK} edited"
 
     # Rotate the master key and the data keys; everything ends sealed under version 2.
     code, out = await cli(
