@@ -330,6 +330,49 @@ plain = [
 for text in plain:
     add(text)
 
+# -- held out: written after the detector was frozen, scored as they came out -------------------
+# (docs/privacy.md reports the scores with and without these lines; they were not tuned for.)
+held_out_card = group(luhn_complete("4", 16), [4, 4, 4, 4], "-")
+held_out_iban = spaced(iban("IE", "AIBK93115212345678"))
+held_out = [
+    ("Hi, it's Tom - my new number is 212-555-0198, old one is dead", [("PHONE", "212-555-0198")]),
+    (
+        "pls refund to card ending ...1111, full number 4111111111111111",
+        [("CARD", "4111111111111111")],
+    ),
+    (f"Kontoverbindung: {held_out_iban}", [("IBAN", held_out_iban)]),
+    ("my address is tom.baker@mailbox.example.co", [("EMAIL", "tom.baker@mailbox.example.co")]),
+    ("the VPN gateway answers on 172.31.255.254", [("IP", "172.31.255.254")]),
+    (
+        "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        [("SECRET", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")],
+    ),
+    ("SSN on the form: 078-05-1121", [("NATIONAL_ID", "078-05-1121")]),
+    (f"billing card {held_out_card}, expires 11/28", [("CARD", held_out_card)]),
+    ("ring the office on +44 (0)161 496 0000", [("PHONE", "+44 (0)161 496 0000")]),
+    ("send invoices to ap@vendor.example and cc me", [("EMAIL", "ap@vendor.example")]),
+    ("server log: GET /health from ::ffff:10.2.3.4", [("IP", "::ffff:10.2.3.4")]),
+    ("NINO: PA 75 09 22 B", [("NATIONAL_ID", "PA 75 09 22 B")]),
+    (
+        "token=ghs_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+        [("SECRET", "ghs_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789")],
+    ),
+    ("version 4.19.2 of the kernel panics on boot", []),
+    ("reservation code 8842-1190-3374-5521", []),
+    ("the scores were 3.5, 4.0 and 4.5 out of 5", []),
+    ("call of duty 2 was released in 2005", []),
+    ("room 4B, floor 12, badge 00451", []),
+    ("the hash is 5d41402abc4b2a76b9719d911017c592", []),
+    ("ratio 192.168 to 1 is a typo", []),
+    ("password reset link expired, request another one", []),
+    ("use Node 20.11.1 for the build", []),
+    ("lottery numbers 4 8 15 16 23 42", []),
+    ("her student number is 2019-4471", []),
+    ("the IBAN field was left empty", []),
+]
+for text, spans in held_out:
+    add(text, *spans)
+
 out = Path(__file__).with_name("pii_labelled.jsonl")
 out.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), "utf-8")
 print(f"wrote {len(lines)} lines to {out}")
