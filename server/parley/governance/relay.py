@@ -7,6 +7,7 @@ context sent to the provider has every finding replaced by its placeholder.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -44,10 +45,15 @@ class GovernedRelay(Relay):
         request = await super().context(spec, prompt_id)
         if (await self.policies.get(spec.tenant_id)).pii_mode is not PiiMode.REDACT_LLM:
             return request
-        messages = [
-            ChatMessage(msg.role, self.content.redact_text(msg.content)) for msg in request.messages
-        ]
-        return replace(request, messages=messages)
+
+        def redacted() -> list[ChatMessage]:
+            return [
+                ChatMessage(msg.role, self.content.redact_text(msg.content))
+                for msg in request.messages
+            ]
+
+        # A whole context can be long: scan it in a worker thread, not on the event loop.
+        return replace(request, messages=await asyncio.to_thread(redacted))
 
     async def conclude(self, info: StreamInfo, outcome: Outcome, *, store: bool = True) -> None:
         await super().conclude(info, outcome, store=store)

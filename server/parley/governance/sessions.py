@@ -8,6 +8,7 @@ event log or any subscriber).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from parley import metrics
@@ -18,6 +19,8 @@ from parley.governance.quotas.enforcer import Quotas
 from parley.sessions.queries import message_row, session_row
 from parley.sessions.service import PostResult, Publisher, SessionService
 from parley.storage.database import Database
+
+INLINE_SCAN_CHARS = 2000  # longer texts are scanned in a worker thread
 
 
 class GovernedSessionService(SessionService):
@@ -58,7 +61,13 @@ class GovernedSessionService(SessionService):
         metadata: dict[str, Any] | None,
     ) -> Prepared:
         mode = (await self.policies.get(p.tenant_id)).pii_mode
-        prepared = self.content.prepare(mode, text, parts, metadata)
+        if mode in (PiiMode.FLAG, PiiMode.REDACT) and (
+            len(text or "") > INLINE_SCAN_CHARS or parts is not None
+        ):
+            # A long text takes the detector up to a few hundred ms: not on the event loop.
+            prepared = await asyncio.to_thread(self.content.prepare, mode, text, parts, metadata)
+        else:
+            prepared = self.content.prepare(mode, text, parts, metadata)
         for kind, count in prepared.found.items():
             metrics.PII_FINDINGS.labels(type=kind.value, mode=str(mode)).inc(count)
         return prepared
