@@ -3,6 +3,7 @@ LLM tokens per month; admin endpoints; refusals with their code and retry-after.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -11,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from parley.config import Settings
 from parley.errors import CloseCode
+from tests.conftest import redis_url_or_skip
 from tests.e2e.gov_helpers import admin
 from tests.fakes.relay_client import Watcher, add_assistant, ask
 from tests.support import RunningServer, start_server
@@ -140,3 +142,36 @@ async def test_llm_token_quota_refuses_asks_after_the_month_is_used_up(
             r = await h.post(f"/sessions/{sid}/assistants/bot/ask", json={})
             assert r.status_code == 429
             assert "Retry-After" in r.headers
+
+
+async def test_two_processes_on_redis_share_the_tenants_counters(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    redis = redis_url_or_skip()
+    tenant = "t" + uuid.uuid4().hex[:12]  # Redis outlives the test: a tenant of its own
+    settings = settings_factory(database_url=database_url, broker_url=redis)
+    async with start_server(settings) as a, start_server(settings, migrate=False) as b:
+        sid = await a.create_session("alice", tenant)
+        async with admin(a, tenant=tenant) as root:
+            r = await root.put("/tenant/quotas", json={"messages_per_minute": 2, "connections": 1})
+            assert r.status_code == 200
+        async with a.http("alice", tenant) as ha, b.http("alice", tenant) as hb:
+            assert (
+                await ha.post(f"/sessions/{sid}/messages", json={"text": "1"})
+            ).status_code == 201
+            assert (
+                await hb.post(f"/sessions/{sid}/messages", json={"text": "2"})
+            ).status_code == 201
+            refused = await ha.post(f"/sessions/{sid}/messages", json={"text": "3"})
+            assert refused.status_code == 429
+            assert refused.json()["error"]["details"]["quota"] == "messages_per_minute"
+        # b read the tenant's policy after the change (for the post above), so it knows the
+        # connection limit; the slot a's socket holds is in Redis, where b sees it.
+        async with a.client("alice", tenant):
+            url = f"{b.ws_url}?token={b.token('bob', tenant)}"
+            async with connect(url) as second:
+                assert '"quota_exceeded"' in str(await second.recv())
+                with pytest.raises(ConnectionClosed) as closed:
+                    await second.recv()
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == CloseCode.QUOTA_EXCEEDED
