@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from parley.config import Settings
 from parley.storage import models as m
 from tests.e2e.gov_helpers import admin
-from tests.support import RunningServer
+from tests.support import RunningServer, start_server
 
 MARK = "zebra-secret-content"
 
@@ -191,3 +193,27 @@ async def test_purge_user_command_prints_progress_and_a_summary(server: RunningS
     code, out = await cli(server, "purge-user", "--tenant", "acme", "--user", "bad id", "--yes")
     assert code == 2
     assert "not a valid id" in out
+
+
+async def test_the_server_applies_retention_on_its_interval(
+    sqlite_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(
+        database_url=sqlite_url, retention_interval=0.2, retention_purge_after_days=3
+    )
+    async with start_server(settings) as server:
+        old = await server.create_session("alice", title="old")
+        fresh = await server.create_session("alice", title="fresh")
+
+        def age(s: Session) -> None:  # test set-up: the session was last touched 4 days ago
+            row = s.get(m.Session, old)
+            assert row is not None
+            row.updated_at = datetime.now(UTC) - timedelta(days=4)
+
+        async with server.client("alice") as ws, server.http("alice") as h:
+            await ws.subscribe(old)  # before aging it: the next run may come at any moment
+            await server.app.state.db.write(age)
+            gone = await ws.wait_for(lambda f: f.get("event") == "session.deleted")
+            assert gone["data"]["reason"] == "retention"
+            assert (await h.get(f"/sessions/{old}")).status_code == 404
+            assert (await h.get(f"/sessions/{fresh}")).status_code == 200
