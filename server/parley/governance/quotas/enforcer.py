@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,7 +57,9 @@ class Quotas:
         self.store = store
         self.policies = policies
         self.db = db
-        self._leases: dict[str, set[str]] = {}  # tenant -> this process's connection ids
+        # Lease members are "<node>:<connection id>": connection ids are unique per process only.
+        self.node = secrets.token_hex(8)
+        self._leases: dict[str, set[str]] = {}  # tenant -> this process's lease members
         self._renewer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -109,20 +112,22 @@ class Quotas:
         limit = int((await self.policies.get(p.tenant_id)).quotas["connections"])
         # Unlimited tenants take a slot too, so their usage shows their connections.
         cap = limit if limit > 0 else 2**31
-        if not await self.store.acquire(f"{p.tenant_id}:conn", connection, cap, CONNECTION_TTL):
+        member = f"{self.node}:{connection}"
+        if not await self.store.acquire(f"{p.tenant_id}:conn", member, cap, CONNECTION_TTL):
             self._refuse("connections", limit, None, "close another connection first")
-        self._leases.setdefault(p.tenant_id, set()).add(connection)
+        self._leases.setdefault(p.tenant_id, set()).add(member)
 
     async def dismiss(self, tenant_id: str, connection: str) -> None:
         """Give back a connection slot taken by :meth:`admit`."""
+        member = f"{self.node}:{connection}"
         members = self._leases.get(tenant_id)
-        if members is None or connection not in members:
+        if members is None or member not in members:
             return
-        members.discard(connection)
+        members.discard(member)
         if not members:
             del self._leases[tenant_id]
         try:
-            await self.store.release(f"{tenant_id}:conn", connection)
+            await self.store.release(f"{tenant_id}:conn", member)
         except Exception as exc:  # the lease expires by itself
             log.warning("connection slot release failed", error=str(exc))
 
