@@ -6,14 +6,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from parley.config import Settings
 from parley.governance.auth import valid_identifier
 from parley.logging import configure_logging
-from parley.storage.database import Database
+
+if TYPE_CHECKING:  # the commands import storage when they run: `parley --help` stays fast
+    from parley.storage.database import Database
 
 T = TypeVar("T")
 
@@ -39,6 +41,7 @@ def _settings(**options: Any) -> Settings:
 
 def _run(settings: Settings, job: Callable[[Database], Awaitable[T]]) -> T:
     """Migrate, open the store, run ``job`` on it, close it."""
+    from parley.storage.database import Database
     from parley.storage.migrate import upgrade
 
     url = settings.effective_database_url
