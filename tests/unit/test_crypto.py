@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import os
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from parley.cli import main
+from parley.config import Settings
+from parley.governance.crypto import master_key
 from parley.governance.crypto.envelope import (
     CryptoError,
     MasterKey,
@@ -73,3 +79,25 @@ def test_master_key_from_base64_checks_its_length() -> None:
         MasterKey.from_base64("c2hvcnQ=")
     with pytest.raises(ValueError, match="base64"):
         MasterKey.from_base64("not base64!")
+
+
+def test_master_key_comes_from_the_setting_or_the_data_folder(tmp_path: Path) -> None:
+    assert master_key(Settings(data_dir=tmp_path)) is None  # encryption off
+    generated = CliRunner().invoke(main, ["keys", "generate"])
+    assert generated.exit_code == 0
+    key = generated.output.strip()
+    assert len(base64.b64decode(key)) == 32
+    (tmp_path / "master.key").write_text(key + "\n")
+    from_file = master_key(Settings(data_dir=tmp_path))
+    assert from_file is not None
+    assert from_file.key == base64.b64decode(key)
+    other = base64.b64encode(os.urandom(32)).decode()
+    from_env = master_key(Settings(data_dir=tmp_path, master_key=other))  # type: ignore[arg-type]
+    assert from_env is not None
+    assert from_env.key == base64.b64decode(other)
+
+
+def test_keys_rotate_needs_something_to_do() -> None:
+    result = CliRunner().invoke(main, ["keys", "rotate"])
+    assert result.exit_code == 2
+    assert "nothing to do" in result.output
