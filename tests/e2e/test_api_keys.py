@@ -94,6 +94,9 @@ async def test_key_works_as_a_bearer_token_with_its_scopes(server: RunningServer
         ws = WsClient(raw)
         await ws.recv()
         await ws.say(sid, "socket bot")
+    async with admin(server) as root:
+        listed = (await root.get("/api-keys")).json()["items"]
+    assert all(k["last_used_at"] is not None for k in listed)
 
 
 async def test_revoked_keys_are_refused_and_their_sockets_closed(server: RunningServer) -> None:
