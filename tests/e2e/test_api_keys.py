@@ -168,3 +168,7 @@ async def test_key_with_the_read_scope_opens_the_document_socket(server: Running
     async with connect(url) as raw:
         first = await raw.recv()  # sync step 1 from the server
         assert isinstance(first, bytes)
+        async with admin(server) as root:
+            await root.delete(f"/api-keys/{created['id']}")
+        closed = await closed_by_server(raw)  # revoked: closed at once, not to retry
+        assert closed.code == CloseCode.DOC_UNAUTHENTICATED

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, body, principal, resource
+from parley.crdt.endpoint import YjsPeer
 from parley.errors import CloseCode, Forbidden
 from parley.governance.apikeys import ApiKeys
 from parley.governance.auth import Principal
@@ -59,6 +60,12 @@ async def revoke_key(request: Request) -> Response:
     for conn in list(request.app.state.hub.connections):
         if conn.principal is not None and conn.principal.key_id == key_id:
             conn.close(CloseCode.KEY_REVOKED, "API key revoked")
+    for handle in list(request.app.state.docs.rooms.values()):
+        for peer in list(handle.room.peers):
+            principal = getattr(peer, "principal", None)
+            if isinstance(peer, YjsPeer) and principal is not None and principal.key_id == key_id:
+                # y-websocket stops reconnecting on 44xx: the key will not work again.
+                peer.conn.close(CloseCode.DOC_UNAUTHENTICATED, "API key revoked")
     return JSONResponse(view)
 
 
