@@ -16,7 +16,16 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
-from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import (
+    apikeys,
+    assistants,
+    documents,
+    health,
+    messages,
+    participants,
+    sessions,
+    tenant,
+)
 from parley.api import attachments as attachments_api
 from parley.api import exports as export_routes
 from parley.api import imports as import_routes
@@ -30,16 +39,19 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance import crypto
+from parley.governance.hub import Governance
+from parley.governance.relay import GovernedRelay
+from parley.governance.retention import Retention
+from parley.governance.sessions import GovernedSessionService
 from parley.gql import endpoint as graphql_api
 from parley.gql.schema import build_schema
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
 from parley.relay.publisher import ObservingPublisher
-from parley.relay.service import Relay
 from parley.relay.state import create_stream_store
 from parley.sessions.annotations import AnnotationEvents
-from parley.sessions.service import SessionService
 from parley.storage.database import Database
 from parley.storage.event_log import EventLog
 from parley.storage.migrate import upgrade
@@ -126,6 +138,9 @@ def create_app(
         if migrate:
             await asyncio.to_thread(upgrade, url)
         db = Database(url)
+        encryption = crypto.enable(db, settings)  # None: encryption at rest is off
+        if encryption is not None:
+            await crypto.check(db, encryption)
         the_broker = broker or create_broker(settings.broker_url, sharded=settings.redis_sharded)
         await the_broker.start()
         presence = create_presence_store(settings.broker_url)
@@ -143,8 +158,21 @@ def create_app(
         # The service publishes through the relay's observer, which forwards to the hub and
         # lets assistants answer committed messages (relay/publisher.py says why).
         publisher = ObservingPublisher(hub)
-        service = SessionService(db, publisher, max_text_chars=settings.max_text_chars)
-        relay = Relay(
+        # Governance (docs/privacy.md): quotas, PII and API keys wrap the service and relay.
+        governance = Governance(db, settings)
+        await governance.start()
+        service = GovernedSessionService(
+            db,
+            publisher,
+            max_text_chars=settings.max_text_chars,
+            policies=governance.policies,
+            quotas=governance.quotas,
+            content=governance.content,
+        )
+        relay = GovernedRelay(
+            policies=governance.policies,
+            quotas=governance.quotas,
+            content=governance.content,
             settings=settings,
             service=service,
             events=hub,
@@ -159,10 +187,15 @@ def create_app(
         app.state.broker = the_broker
         app.state.hub = hub
         app.state.service = service
+        app.state.governance = governance
+        retention = Retention(db, governance.policies, publisher=hub)
+        retention.start(settings.retention_interval)
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
-        app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
+        app.state.endpoint = SocketEndpoint(
+            hub, service, settings, mux=Mux(docs), relay=relay, governance=governance
+        )
         app.state.docs = docs
-        app.state.yjs = YjsEndpoint(docs, service, settings)
+        app.state.yjs = YjsEndpoint(docs, service, settings, governance=governance)
         # Attachments (docs/graphql-attachments.md): blobs on local disk, swept periodically.
         attachments = AttachmentService(
             db, LocalBlobStore(settings.effective_attachment_dir), settings
@@ -173,15 +206,17 @@ def create_app(
         app.state.graphql_schema = build_schema(
             max_depth=settings.graphql_max_depth, max_cost=settings.graphql_max_complexity
         )
-        log.info("parley ready", **settings.safe_summary())
+        log.info("parley ready", encryption=encryption is not None, **settings.safe_summary())
         try:
             yield
         finally:
             attachment_gc.cancel()
+            await retention.stop()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
             await presence.stop()
+            await governance.stop()
             await the_broker.stop()
             await db.close()
             log.info("parley stopped")
@@ -196,6 +231,8 @@ def create_app(
         *template_routes.routes,
         *import_routes.routes,
         *attachments_api.routes,
+        *tenant.routes,
+        *apikeys.routes,
     ]
     app = Starlette(
         routes=[

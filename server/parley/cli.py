@@ -10,6 +10,7 @@ import click
 import structlog
 from pydantic import ValidationError
 
+from parley import cli_governance
 from parley.cli_attachments import attachments as attachments_cli
 from parley.cli_data import register as register_data_commands
 from parley.config import Settings
@@ -213,6 +214,8 @@ def token_create(
 # Imports, exports and templates (cli_data.py).
 register_data_commands(main)
 main.add_command(attachments_cli)
+# Governance data commands (retention, purge-user, keys): their own module.
+cli_governance.register(main)
 
 if __name__ == "__main__":
     main()

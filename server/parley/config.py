@@ -176,6 +176,49 @@ class Settings(BaseSettings):
         1024, ge=1, description="Answer token limit for assistants that set none."
     )
 
+    # Governance data: quotas, retention, PII, encryption at rest, API keys (docs/privacy.md).
+    # Quota defaults for every tenant; 0 means unlimited. Tenant admins override them per tenant.
+    quota_sessions: int = Field(0, ge=0, description="Active sessions per tenant.")
+    quota_messages_per_minute: int = Field(
+        0, ge=0, description="Messages per tenant per minute (socket sends and REST posts)."
+    )
+    quota_connections: int = Field(0, ge=0, description="Open WebSockets per tenant.")
+    quota_llm_tokens_per_month: int = Field(
+        0, ge=0, description="LLM input + output tokens per tenant per calendar month (UTC)."
+    )
+    quota_llm_cost_per_month: float = Field(
+        0.0, ge=0, description="LLM cost per tenant per calendar month, in the price currency."
+    )
+    policy_cache_seconds: float = Field(
+        5.0, ge=0, description="Seconds a tenant's policy is cached by each process."
+    )
+    pii_mode: Literal["off", "flag", "redact", "redact_llm"] = Field(
+        "off", description="PII handling for tenants that set none."
+    )
+    pii_phone_regions: str = Field(
+        "US,GB", description="Countries whose national phone formats the PII detector knows."
+    )
+    retention_interval: float = Field(
+        3600.0, ge=0, description="Seconds between retention runs in the server (0: never)."
+    )
+    retention_archive_after_days: int | None = Field(
+        None, ge=1, description="Archive sessions idle this many days (tenants may override)."
+    )
+    retention_purge_after_days: int | None = Field(
+        None, ge=1, description="Delete sessions idle this many days (tenants may override)."
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        description="Base64 of 32 bytes: turns on encryption at rest (or master.key in the"
+        " data folder).",
+    )
+    master_key_previous: SecretStr | None = Field(
+        None, description="The master key being rotated away from (see parley keys rotate)."
+    )
+    api_key_cache_seconds: float = Field(
+        2.0, ge=0, description="Seconds a process trusts an API key lookup (revocation delay)."
+    )
+
     # -- imports (imports/, api/imports.py) -------------------------------------------------
     import_max_bytes: int = Field(
         25 * 1024 * 1024,

@@ -56,6 +56,9 @@ class ErrorCode(StrEnum):
     FILE_TOO_LARGE = "file_too_large"
     QUOTA_EXCEEDED = "quota_exceeded"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    # Governance (governance/, docs/privacy.md): a tenant quota is used up (retry_after says
+    # when it frees up, null when only an admin can help); an API key lacks the scope.
+    INSUFFICIENT_SCOPE = "insufficient_scope"
 
 
 class CloseCode(IntEnum):
@@ -70,9 +73,13 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4008  # the send queue overflowed: reconnect and resume by seq
     SESSION_GONE = 4004  # reserved: the session was deleted while subscribed
     TOO_MANY_ERRORS = 4029  # the client kept sending bad frames or exceeding the rate
+    QUOTA_EXCEEDED = 4030  # the tenant has as many open connections as its quota allows
+    KEY_REVOKED = 4031  # the API key this connection authenticated with was revoked
     # The /yjs endpoint. y-websocket (v3) stops reconnecting on 4400-4499 and retries on others.
     DOC_UNAUTHENTICATED = 4401  # bad or expired token: get a new one
     DOC_NOT_FOUND = 4404  # no such session in the caller's tenant (or it was deleted)
+    DOC_FORBIDDEN = 4403  # the API key lacks the sessions:read scope
+    DOC_QUOTA_EXCEEDED = 4429  # the tenant has as many open connections as its quota allows
     DOC_UNAVAILABLE = 4503  # the document could not be loaded from storage: retry later
 
 
@@ -159,3 +166,21 @@ class UploadTooLarge(ParleyError):
 
     code = ErrorCode.UPLOAD_TOO_LARGE
     status = 413
+
+
+class QuotaExceeded(ParleyError):
+    """A tenant quota is used up. ``retry_after`` is None when waiting will not help."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+    status = 429
+
+    def __init__(self, message: str, *, quota: str, limit: float, retry_after: float | None):
+        super().__init__(
+            message,
+            details={
+                "quota": quota,
+                "limit": limit,
+                "retry_after": None if retry_after is None else round(retry_after, 3),
+            },
+        )
+        self.retry_after = retry_after

@@ -81,3 +81,15 @@ GRAPHQL_QUERIES = Counter(
     "GraphQL requests, by outcome (ok, refused before running, field errors, internal).",
     ["outcome"],
 )
+# Governance data (governance/, docs/privacy.md).
+QUOTA_REFUSALS = Counter(
+    "parley_quota_refusals_total", "Requests refused because a tenant quota is used up.", ["quota"]
+)
+PII_FINDINGS = Counter(
+    "parley_pii_findings_total",
+    "PII and secrets found in messages, by type and mode.",
+    ["type", "mode"],
+)
+RETENTION_SESSIONS = Counter(
+    "parley_retention_sessions_total", "Sessions archived or purged by retention.", ["action"]
+)

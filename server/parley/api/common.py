@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,7 +13,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.errors import AuthError, ErrorCode, InvalidRequest, ParleyError, ProtocolError
-from parley.governance.auth import Principal, bearer_token, verify_token
+from parley.governance.apikeys import require_scope, rest_scope
+from parley.governance.auth import Principal, bearer_token
 from parley.sessions.service import SessionService
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -32,11 +34,13 @@ def service(request: Request) -> SessionService:
 
 
 async def principal(request: Request) -> Principal:
-    """The caller of a REST request, from its ``Authorization: Bearer`` header."""
+    """The caller of a REST request, from its ``Authorization: Bearer`` header (a token or an
+    API key, which must have the scope the request needs)."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise AuthError("missing Authorization: Bearer <token> header")
-    p = verify_token(request.app.state.settings.signing_key, token)
+    p: Principal = await request.app.state.governance.authenticate(token)
+    require_scope(p, rest_scope(request.method, request.url.path))
     await service(request).ensure_principal(p)
     return p
 
@@ -82,8 +86,12 @@ def int_param(
 
 def error_response(exc: ParleyError) -> JSONResponse:
     headers = {}
-    if exc.code is ErrorCode.RATE_LIMITED and isinstance(exc.details, dict):
-        headers["Retry-After"] = str(max(1, round(exc.details.get("retry_after", 1))))
+    if exc.code in (ErrorCode.RATE_LIMITED, ErrorCode.QUOTA_EXCEEDED) and isinstance(
+        exc.details, dict
+    ):
+        retry_after = exc.details.get("retry_after")
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)

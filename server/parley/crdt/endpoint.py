@@ -26,8 +26,18 @@ from parley.config import Settings
 from parley.crdt import yprotocol as y
 from parley.crdt.manager import DocManager
 from parley.crdt.room import Access
-from parley.errors import AuthError, CloseCode, ErrorCode, NotFound, ParleyError
-from parley.governance.auth import Principal, socket_token, verify_token
+from parley.errors import (
+    AuthError,
+    CloseCode,
+    ErrorCode,
+    Forbidden,
+    NotFound,
+    ParleyError,
+    QuotaExceeded,
+)
+from parley.governance import apikeys
+from parley.governance.auth import Principal, socket_token
+from parley.governance.hub import Governance
 from parley.hub.connection import Connection, ConnState
 from parley.hub.events import OutEvent
 from parley.hub.ratelimit import TokenBucket
@@ -66,7 +76,15 @@ class YjsPeer:
 class YjsEndpoint:
     """ASGI app for ``/yjs/{session_id}``."""
 
-    def __init__(self, manager: DocManager, service: SessionService, settings: Settings) -> None:
+    def __init__(
+        self,
+        manager: DocManager,
+        service: SessionService,
+        settings: Settings,
+        *,
+        governance: Governance,
+    ) -> None:
+        self.governance = governance
         self.manager = manager
         self.service = service
         self.settings = settings
@@ -92,6 +110,8 @@ class YjsEndpoint:
         finally:
             if peer is not None:
                 self.manager.leave(peer)
+            if conn.principal is not None:
+                await self.governance.quotas.dismiss(conn.principal.tenant_id, conn.id)
             if conn.is_open:
                 conn.close(CloseCode.NORMAL)
             await conn.wait_closed(1.0)
@@ -101,11 +121,20 @@ class YjsEndpoint:
         try:
             if token is None:
                 raise AuthError("missing token: connect with ?token=...")
-            principal = verify_token(self.settings.signing_key, token)
+            principal = await self.governance.authenticate(token)
+            apikeys.require_scope(principal, apikeys.Scope.SESSIONS_READ)
+            await self.governance.quotas.admit(principal, conn.id)
+            conn.principal = principal  # from here on the slot is given back on close
             await self.service.ensure_principal(principal)
             access = await self.manager.access(principal, session_id)
         except AuthError as exc:
             conn.close(CloseCode.DOC_UNAUTHENTICATED, exc.message)
+            return None
+        except QuotaExceeded as exc:
+            conn.close(CloseCode.DOC_QUOTA_EXCEEDED, exc.message)
+            return None
+        except Forbidden as exc:
+            conn.close(CloseCode.DOC_FORBIDDEN, exc.message)
             return None
         except NotFound as exc:
             conn.close(CloseCode.DOC_NOT_FOUND, exc.message)

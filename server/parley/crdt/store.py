@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from parley.crdt.updates import EMPTY_UPDATE, has_structs
+from parley.governance.crypto.columns import open_blob, seal_blob
 from parley.ids import utcnow
 from parley.storage import models as m
 from parley.storage.database import Database
@@ -112,19 +113,24 @@ class DocStore:
     async def read(self, session_id: str) -> Stored:
         def work(s: Session) -> Stored:
             rows = s.execute(
-                select(m.DocUpdate.id, m.DocUpdate.data)
+                select(m.DocUpdate.id, m.DocUpdate.data, m.DocUpdate.tenant_id)
                 .where(m.DocUpdate.session_id == session_id)
                 .order_by(m.DocUpdate.id)
             ).all()
             snap = s.execute(
-                select(m.DocSnapshot.state, m.DocSnapshot.version).where(
+                select(m.DocSnapshot.state, m.DocSnapshot.version, m.DocSnapshot.tenant_id).where(
                     m.DocSnapshot.session_id == session_id
                 )
             ).first()
+            # Stored bytes may be sealed (encryption at rest, governance/crypto/).
             return Stored(
-                snapshot=bytes(snap[0]) if snap else None,
+                snapshot=open_blob(s, snap[2], f"snapshot|{session_id}", bytes(snap[0]))
+                if snap
+                else None,
                 version=int(snap[1]) if snap else None,
-                rows=[(int(i), bytes(d)) for i, d in rows],
+                rows=[
+                    (int(i), open_blob(s, t, f"update|{session_id}", bytes(d))) for i, d, t in rows
+                ],
             )
 
         return await self.db.read(work)
@@ -151,7 +157,12 @@ class DocStore:
             s.execute(
                 insert(m.DocUpdate),
                 [
-                    {"session_id": session_id, "tenant_id": tenant_id, "data": u, "created_at": now}
+                    {
+                        "session_id": session_id,
+                        "tenant_id": tenant_id,
+                        "data": seal_blob(s, tenant_id, f"update|{session_id}", u),
+                        "created_at": now,
+                    }
                     for u in updates
                 ],
             )
@@ -185,12 +196,13 @@ class DocStore:
         now = utcnow()
 
         def work(s: Session) -> None:
+            state = seal_blob(s, tenant_id, f"snapshot|{session_id}", merged)
             if stored.version is None:
                 s.add(
                     m.DocSnapshot(
                         session_id=session_id,
                         tenant_id=tenant_id,
-                        state=merged,
+                        state=state,
                         version=1,
                         updated_at=now,
                     )
@@ -203,7 +215,7 @@ class DocStore:
                         m.DocSnapshot.session_id == session_id,
                         m.DocSnapshot.version == stored.version,
                     )
-                    .values(state=merged, version=stored.version + 1, updated_at=now)
+                    .values(state=state, version=stored.version + 1, updated_at=now)
                 )
                 if getattr(done, "rowcount", 0) != 1:
                     raise _Stale

@@ -38,6 +38,10 @@ class Principal:
     name: str
     kind: UserKind
     tenant_role: TenantRole = TenantRole.MEMBER
+    # API keys (governance/apikeys.py): what the key may do (None: a token, no limit) and
+    # which key it was, so a revocation can close its connections.
+    scopes: frozenset[str] | None = None
+    key_id: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -17,8 +17,18 @@ import structlog
 from parley import metrics
 from parley.config import Settings
 from parley.crdt.mux import Mux
-from parley.errors import AuthError, CloseCode, ErrorCode, ParleyError, ProtocolError, RateLimited
-from parley.governance.auth import Principal, socket_token, verify_token
+from parley.errors import (
+    AuthError,
+    CloseCode,
+    ErrorCode,
+    ParleyError,
+    ProtocolError,
+    QuotaExceeded,
+    RateLimited,
+)
+from parley.governance.apikeys import FRAME_SCOPES, require_scope
+from parley.governance.auth import Principal, socket_token
+from parley.governance.hub import Governance
 from parley.hub.commands import HANDLERS, CommandContext
 from parley.hub.connection import Connection, ConnState
 from parley.hub.hub import Hub
@@ -38,8 +48,16 @@ class SocketEndpoint:
     """ASGI app serving protocol v1 on one WebSocket per client."""
 
     def __init__(
-        self, hub: Hub, service: SessionService, settings: Settings, *, mux: Mux, relay: Relay
+        self,
+        hub: Hub,
+        service: SessionService,
+        settings: Settings,
+        *,
+        mux: Mux,
+        relay: Relay,
+        governance: Governance,
     ) -> None:
+        self.governance = governance
         self.hub = hub
         self.service = service
         self.settings = settings
@@ -73,6 +91,8 @@ class SocketEndpoint:
                 await pump.authenticate(token, ref=None)
             await pump.run(receive)
         finally:
+            if conn.principal is not None:
+                await self.governance.quotas.dismiss(conn.principal.tenant_id, conn.id)
             await self.hub.remove_connection(conn)
             await self.relay.client_streams.disconnected(conn.id)
             if conn.is_open:
@@ -154,6 +174,8 @@ class _Pump:
                 return
             if self.ctx is None:
                 raise AuthError("send a hello frame with a token first")
+            if self.ctx.principal.scopes is not None:
+                require_scope(self.ctx.principal, FRAME_SCOPES[frame.type])
             await HANDLERS[type(frame)](self.ctx, frame)
         except ParleyError as exc:
             self._refuse(ref, exc)
@@ -172,12 +194,20 @@ class _Pump:
     async def authenticate(self, token: str, *, ref: str | int | None) -> None:
         conn = self.conn
         try:
-            principal = verify_token(self.ep.settings.signing_key, token)
+            principal = await self.ep.governance.authenticate(token)
         except AuthError as exc:
             metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
             conn.send_frame(error(ref, exc))
             conn.close(CloseCode.UNAUTHENTICATED, exc.message, flush=True)
             return
+        try:
+            await self.ep.governance.quotas.admit(principal, conn.id)
+        except QuotaExceeded as exc:
+            metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
+            conn.send_frame(error(ref, exc))
+            conn.close(CloseCode.QUOTA_EXCEEDED, "connection quota exceeded", flush=True)
+            return
+        conn.principal = principal  # from here on the slot is given back on close
         try:
             await self.ep.service.ensure_principal(principal)
         except Exception:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, ParleyError
 from parley.governance.auth import Principal, valid_identifier
+from parley.governance.crypto.columns import seal_values
 from parley.ids import new_id, utcnow
 from parley.imports.document import document_update
 from parley.imports.keys import CLIENT_ID_PREFIX, conversation_key, message_key
@@ -297,8 +298,11 @@ class Importer:
                     frames.append(event_view(cast(m.Event, _EventRow(**event))))
                 if not written.created:
                     row.updated_at = now
-                s.execute(insert(m.Message), [_columns(v) for v in messages])
-                s.execute(insert(m.Event), events)
+                # Bulk inserts skip the ORM hooks that encrypt content at rest: seal here.
+                s.execute(
+                    insert(m.Message), seal_values(s, m.Message, [_columns(v) for v in messages])
+                )
+                s.execute(insert(m.Event), seal_values(s, m.Event, events))
                 return frames
 
             frames = await self.db.write(add)

@@ -47,6 +47,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url: URL = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        # Copied into every session's ``info``: how extensions reach their per-database parts
+        # from inside a unit of work (governance/crypto/columns.py keeps its key ring here).
+        self.info: dict[str, Any] = {}
         self._async_engine: AsyncEngine | None = None
         self._engines: list[Engine] = []
         if self.is_sqlite:
@@ -57,15 +60,17 @@ class Database:
             _tune_sqlite(reader, immediate=False)
             _tune_sqlite(writer, immediate=True)
             self._engines = [reader, writer]
-            self._sync_reader = sessionmaker(reader, expire_on_commit=False)
-            self._sync_writer = sessionmaker(writer, expire_on_commit=False)
+            self._sync_reader = sessionmaker(reader, expire_on_commit=False, info=self.info)
+            self._sync_writer = sessionmaker(writer, expire_on_commit=False, info=self.info)
             self._read_threads = ThreadPoolExecutor(SQLITE_READERS, "parley-sqlite-read")
             self._write_thread = ThreadPoolExecutor(1, "parley-sqlite-write")
         else:
             self._async_engine = create_async_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON
             )
-            self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
+            self._async_sessions = async_sessionmaker(
+                self._async_engine, expire_on_commit=False, info=self.info
+            )
 
     async def read(self, fn: UnitOfWork[T]) -> T:
         """Run ``fn`` in a session for reads; nothing is committed."""

@@ -217,6 +217,78 @@ class Assistant(Base):
     )
 
 
+# -- governance data: quotas, retention, PII, encryption, API keys (governance/) -------------
+# docs/privacy.md. Policies are per tenant (one row, defaults when absent); retention may be
+# overridden per session. Data keys are stored only wrapped by the master key.
+
+
+class TenantPolicy(Base):
+    """A tenant's quotas, retention and PII settings; absent columns fall back to settings."""
+
+    __tablename__ = "tenant_policies"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    quotas: Mapped[dict[str, Any]] = mapped_column(Json)  # name -> limit (0 = unlimited)
+    pii_mode: Mapped[str] = mapped_column(String(16))  # off | flag | redact | redact_llm
+    archive_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    purge_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),)
+
+
+class SessionRetention(Base):
+    """A session's own retention, overriding its tenant's."""
+
+    __tablename__ = "session_retention"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    archive_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    purge_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class TenantUsage(Base):
+    """LLM tokens and cost of a tenant in one calendar month (UTC), for the monthly quotas."""
+
+    __tablename__ = "tenant_usage"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    llm_tokens: Mapped[int] = mapped_column(BigInteger)
+    llm_cost_micros: Mapped[int] = mapped_column(BigInteger)  # USD millionths
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),)
+
+
+class TenantKey(Base):
+    """A tenant's data key (AES-256), wrapped by the master key. Newest version encrypts."""
+
+    __tablename__ = "tenant_keys"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    master_id: Mapped[str] = mapped_column(String(32))  # fingerprint of the wrapping key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),)
+
+
+class ApiKey(Base):
+    """A bot's API key: only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128))  # the bot it authenticates as
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(Json)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+        Index(None, "tenant_id", "created_at"),
+    )
+
+
 # -- imports and templates (imports/, templates/) ---------------------------------------------
 # An import record maps a conversation of an outside source to the session it became, so a
 # second import of the same export finds the session instead of making another. The key is a
