@@ -23,6 +23,7 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance.policy import Visibility
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
@@ -133,7 +134,12 @@ def create_app(
         # The service publishes through the relay's observer, which forwards to the hub and
         # lets assistants answer committed messages (relay/publisher.py says why).
         publisher = ObservingPublisher(hub)
-        service = SessionService(db, publisher, max_text_chars=settings.max_text_chars)
+        service = SessionService(
+            db,
+            publisher,
+            max_text_chars=settings.max_text_chars,
+            default_visibility=Visibility(settings.default_visibility),
+        )
         relay = Relay(
             settings=settings,
             service=service,

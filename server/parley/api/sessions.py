@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, body, int_param, principal, resource, service
 from parley.errors import InvalidRequest
+from parley.governance.policy import Visibility
 from parley.sessions.rules import SessionStatus
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -20,6 +21,7 @@ class CreateSession(BaseModel):
     title: Annotated[str, StringConstraints(max_length=500)] = ""
     metadata: dict[str, Any] | None = None
     tags: Annotated[list[Tag], Field(max_length=32)] | None = None
+    visibility: Visibility | None = None
 
 
 class UpdateSession(BaseModel):
@@ -28,6 +30,7 @@ class UpdateSession(BaseModel):
     metadata: dict[str, Any] | None = None
     tags: Annotated[list[Tag], Field(max_length=32)] | None = None
     status: SessionStatus | None = None
+    visibility: Visibility | None = None
 
 
 @api
@@ -35,7 +38,7 @@ async def create_session(request: Request) -> Response:
     p = await principal(request)
     req = await body(request, CreateSession)
     view = await service(request).create_session(
-        p, title=req.title, metadata=req.metadata, tags=req.tags
+        p, title=req.title, metadata=req.metadata, tags=req.tags, visibility=req.visibility
     )
     return JSONResponse(view, status_code=201)
 
@@ -75,6 +78,7 @@ async def update_session(request: Request) -> Response:
         metadata=req.metadata,
         tags=req.tags,
         status=req.status,
+        visibility=req.visibility,
     )
     return JSONResponse(view)
 

@@ -55,7 +55,7 @@ from parley.errors import CloseCode, ErrorCode, NotFound, ParleyError
 from parley.governance.auth import Principal
 from parley.protocol.codec import pack, unpack
 from parley.sessions.annotations import AnnotationEvents
-from parley.sessions.queries import role_of, session_row
+from parley.sessions.queries import session_access
 from parley.sessions.rules import Role, SessionStatus
 from parley.storage.database import Database
 
@@ -171,8 +171,8 @@ class DocManager:
         now = self.clock()
 
         def work(s: Session) -> Access:
-            row = session_row(s, p, session_id)
-            role = role_of(s, p.user_id, session_id) or Role.VIEWER
+            row, access = session_access(s, p, session_id)
+            role = access.effective_role or Role.VIEWER  # session_access refused the rest
             return Access(role, row.status != SessionStatus.ACTIVE.value, now)
 
         return await self.db.read(work)

@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from parley.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from parley.errors import Conflict, InvalidRequest, NotFound
 from parley.governance.auth import Principal, UserKind
+from parley.governance.policy import Action
 from parley.ids import iso, new_id, utcnow
 from parley.relay.providers import KINDS, params_for
 from parley.relay.state import BusyPolicy
 from parley.sessions import rules
-from parley.sessions.queries import role_of, session_row
+from parley.sessions.queries import session_access, session_row
 from parley.sessions.rules import Role
 from parley.sessions.service import SessionService
 from parley.storage import models as m
@@ -389,5 +390,4 @@ def _by_name(s: Session, session_id: str, name: str) -> m.Assistant:
 
 
 def _check_manager(s: Session, p: Principal, session_id: str) -> None:
-    if role_of(s, p.user_id, session_id) not in rules.WRITERS:
-        raise Forbidden("only the session's owners and editors may manage its assistants")
+    session_access(s, p, session_id)[1].check(Action.MANAGE, session_id, what="manage assistants")
