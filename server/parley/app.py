@@ -16,13 +16,24 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
-from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import (
+    assistants,
+    audit_requests,
+    documents,
+    headers,
+    health,
+    messages,
+    participants,
+    sessions,
+)
+from parley.api import audit as audit_api
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance.audit import AuditRecorder
 from parley.governance.policy import Visibility
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
@@ -123,6 +134,9 @@ def create_app(
         presence.ttl = settings.presence_ttl
         await presence.start()
         event_log = EventLog(db)
+        audit = AuditRecorder(db, interval=settings.audit_flush_interval)
+        await audit.start()
+        app.state.audit = audit
         hub = Hub(
             the_broker,
             events_after=event_log.events_after,
@@ -156,9 +170,11 @@ def create_app(
         app.state.hub = hub
         app.state.service = service
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
-        app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
+        app.state.endpoint = SocketEndpoint(
+            hub, service, settings, mux=Mux(docs), relay=relay, audit=audit
+        )
         app.state.docs = docs
-        app.state.yjs = YjsEndpoint(docs, service, settings)
+        app.state.yjs = YjsEndpoint(docs, service, settings, audit=audit)
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
@@ -166,6 +182,7 @@ def create_app(
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
+            await audit.stop()  # store the audit entries still queued
             await presence.stop()
             await the_broker.stop()
             await db.close()
@@ -177,6 +194,7 @@ def create_app(
         *participants.routes,
         *documents.routes,
         *assistants.routes,
+        *audit_api.routes,
     ]
     app = Starlette(
         routes=[
@@ -189,5 +207,9 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
     )
     app.state.settings = settings
+    app.add_middleware(audit_requests.AuditRequests)
+    app.add_middleware(headers.SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(RequestMetrics)
+    if settings.cors_origins:
+        app.add_middleware(headers.CORSMiddleware, **headers.cors_options(settings.cors_origins))
     return app

@@ -49,6 +49,14 @@ class ErrorCode(StrEnum):
     # prompt (or its queue is full); the tenant runs as many generations as it may at once.
     ASSISTANT_BUSY = "assistant_busy"
     GENERATION_LIMIT = "generation_limit"
+    # Governance (governance/): the connection's token expired without an ``auth`` refresh;
+    # the caller lost access to a session it was following (removed, or it became private);
+    # an invitation or share link that expired, was revoked, or has no uses left.
+    TOKEN_EXPIRED = "token_expired"
+    ACCESS_REVOKED = "access_revoked"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    USED_UP = "used_up"
 
 
 class CloseCode(IntEnum):
@@ -67,6 +75,10 @@ class CloseCode(IntEnum):
     DOC_UNAUTHENTICATED = 4401  # bad or expired token: get a new one
     DOC_NOT_FOUND = 4404  # no such session in the caller's tenant (or it was deleted)
     DOC_UNAVAILABLE = 4503  # the document could not be loaded from storage: retry later
+    # Governance: the token expired and no ``auth`` frame refreshed it; on /yjs, the caller
+    # lost access to the session (removed, or it became private).
+    TOKEN_EXPIRED = 4002
+    DOC_FORBIDDEN = 4403
 
 
 class ParleyError(Exception):
@@ -118,6 +130,13 @@ class Forbidden(ParleyError):
 class Conflict(ParleyError):
     code = ErrorCode.CONFLICT
     status = 409
+
+
+class Gone(ParleyError):
+    """An invitation or share link that can no longer be used (expired, revoked, used up)."""
+
+    code = ErrorCode.EXPIRED
+    status = 410
 
 
 class RateLimited(ParleyError):

@@ -38,6 +38,7 @@ async def principal(request: Request) -> Principal:
         raise AuthError("missing Authorization: Bearer <token> header")
     p = verify_token(request.app.state.settings.signing_key, token)
     await service(request).ensure_principal(p)
+    request.scope["parley.principal"] = p  # the audit middleware records who it was
     return p
 
 
@@ -99,6 +100,7 @@ def api(handler: Endpoint) -> Endpoint:
         try:
             return await handler(request)
         except ParleyError as exc:
+            request.scope["parley.error"] = str(exc.code)  # for the audit middleware
             return error_response(exc)
 
     wrapped.__name__ = handler.__name__
@@ -113,6 +115,7 @@ def resource(path: str, **handlers: Endpoint) -> Route:
         handlers.setdefault("HEAD", handlers["GET"])
 
     async def dispatch(request: Request) -> Response:
+        request.scope["parley.route"] = path  # the template names the action in the audit log
         return await handlers[request.method](request)
 
     return Route(path, dispatch, methods=list(handlers))
