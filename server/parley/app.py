@@ -25,6 +25,7 @@ from parley.api import (
     messages,
     participants,
     sessions,
+    sharing,
 )
 from parley.api import audit as audit_api
 from parley.api.common import JSONResponse
@@ -33,8 +34,10 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance import scoping
 from parley.governance.audit import AuditRecorder
 from parley.governance.policy import Visibility
+from parley.governance.sharing import Sharing
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.presence import create_presence_store
@@ -121,6 +124,7 @@ def create_app(
 ) -> Starlette:
     """Build the app. ``broker`` overrides the one named in the settings (tests share buses)."""
     settings = settings or Settings()
+    scoping.install(settings.tenant_guard)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -175,6 +179,11 @@ def create_app(
         )
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings, audit=audit)
+        # Live effect of governance changes: every process drops what a user may no longer
+        # read (subscriptions via the session's own events, documents via their channel).
+        app.state.sharing = Sharing(service)
+        hub.can_read = service.can_read
+        service.access_listeners.append(docs.announce_access_change)
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
@@ -195,6 +204,7 @@ def create_app(
         *documents.routes,
         *assistants.routes,
         *audit_api.routes,
+        *sharing.routes,
     ]
     app = Starlette(
         routes=[

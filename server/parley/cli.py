@@ -10,6 +10,7 @@ import click
 import structlog
 from pydantic import ValidationError
 
+from parley.cli_audit import audit_group
 from parley.config import Settings
 from parley.governance.auth import TenantRole, UserKind, create_token
 from parley.logging import configure_logging
@@ -206,6 +207,8 @@ def token_create(
         raise click.BadParameter(str(exc)) from None
     click.echo(value)
 
+
+main.add_command(audit_group)
 
 if __name__ == "__main__":
     main()

@@ -228,6 +228,22 @@ def append_entries(s: Session, tenant_id: str, entries: Iterable[Entry]) -> int:
     return seq
 
 
+def record_in(
+    s: Session,
+    p: Principal,
+    action: str,
+    target_type: str,
+    target_id: str,
+    *,
+    client: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry in the caller's unit of work: it commits with the change it records.
+    Call :func:`mark_recorded` after the commit so the transport writes no second entry."""
+    entry = Entry.of(p, action, target_type, target_id, client=client, details=details)
+    append_entries(s, p.tenant_id, [entry])
+
+
 # -- where a request came from ---------------------------------------------------------------
 
 

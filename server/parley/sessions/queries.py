@@ -68,6 +68,21 @@ def session_access(
     return row, access
 
 
+def locked_session(s: Session, tenant_id: str, session_id: str) -> m.Session:
+    """The session locked for writing, with no read check: only for callers that hold another
+    authorisation (an invitation, a share link). 'Not found' as for any other lookup."""
+    if not plausible_id(session_id):
+        raise NotFound(f"session {session_id[:80]!r} not found")
+    row = s.scalar(
+        select(m.Session)
+        .where(m.Session.id == session_id, m.Session.tenant_id == tenant_id)
+        .with_for_update()
+    )
+    if row is None:
+        raise NotFound(f"session {session_id!r} not found")
+    return row
+
+
 def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False) -> m.Session:
     """The session if the caller may read it (see :func:`session_access`); otherwise exactly
     'not found'."""

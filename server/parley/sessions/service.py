@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from parley.errors import Conflict, ErrorCode, InvalidRequest, NotFound
+from parley.governance import audit
 from parley.governance.auth import Principal, valid_identifier
 from parley.governance.policy import Access, Action, Visibility, check_change_message, may_grant
 from parley.ids import new_id, utcnow
@@ -274,6 +275,15 @@ class SessionService:
             changed: list[str] = []
             if visibility is not None and visibility.value != row.visibility:
                 access.check(Action.ADMINISTER, session_id, what="change the visibility")
+                audit.record_in(
+                    s,
+                    p,
+                    "session.visibility",
+                    "session",
+                    session_id,
+                    client=client,
+                    details={"from": row.visibility, "to": visibility.value},
+                )
                 row.visibility = visibility.value
                 changed.append("visibility")
             if new_title is not None:
@@ -314,6 +324,7 @@ class SessionService:
             s.add(ev)
             return view, [event_view(ev)]
 
+        client = audit.client_address()
         view, frames = await self.db.write(work)
         await self._publish(p.tenant_id, session_id, frames)
         if frames and "visibility" in frames[0]["data"]["changed"]:
@@ -345,8 +356,11 @@ class SessionService:
                     m.Session.id == session_id, m.Session.tenant_id == p.tenant_id
                 )
             )
+            audit.record_in(s, p, "session.delete", "session", session_id, client=client)
 
+        client = audit.client_address()
         await self.db.write(work)
+        audit.mark_recorded()
         try:
             await self.publisher.publish_ephemeral(
                 p.tenant_id, session_id, "session.deleted", {"session": session_id, "by": p.user_id}
@@ -614,9 +628,21 @@ class SessionService:
             if user is None:
                 access.check(Action.MANAGE, session_id, what="add participants")
                 raise NotFound(f"user {user_id!r} does not exist in this tenant")
-            return grant_role(s, p, row, access, user, role, now)
+            result = grant_role(s, p, row, access, user, role, now)
+            audit.record_in(
+                s,
+                p,
+                "participant.grant",
+                "session",
+                session_id,
+                client=client,
+                details={"user_id": user_id, "role": str(role)},
+            )
+            return result
 
+        client = audit.client_address()
         view, frames = await self.db.write(work)
+        audit.mark_recorded()
         await self._publish(p.tenant_id, session_id, frames)
         if frames:
             await self._access_changed(p.tenant_id, session_id, user_id)
@@ -664,11 +690,30 @@ class SessionService:
                 data["removed_by"] = p.user_id
             ev = new_event(p, session_id, row.last_seq, "participant.left", data, now)
             s.add(ev)
+            audit.record_in(
+                s,
+                p,
+                "participant.remove",
+                "session",
+                session_id,
+                client=client,
+                details={"user_id": user_id},
+            )
             return [event_view(ev)]
 
+        client = audit.client_address()
         frames = await self.db.write(work)
+        audit.mark_recorded()
         await self._publish(p.tenant_id, session_id, frames)
         await self._access_changed(p.tenant_id, session_id, user_id)
+
+    async def can_read(self, p: Principal, session_id: str) -> bool:
+        """Whether ``p`` may read the session now (False also when it is gone)."""
+        try:
+            await self.access_of(p, session_id)
+        except NotFound:
+            return False
+        return True
 
     async def access_of(self, p: Principal, session_id: str) -> Access:
         """The caller's access to a session they may read (else ``NotFound``)."""
@@ -702,10 +747,13 @@ def grant_role(
     user: m.User,
     role: Role,
     now: Any,
+    *,
+    authorised: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Make ``user`` a participant with ``role`` (or change their role) inside a unit of work
     that holds the session lock; lifts a removal. Returns the participant view and the event
-    frames to publish (none when nothing changed). Checks that ``access`` may grant it."""
+    frames to publish (none when nothing changed). Checks that ``access`` may grant it, unless
+    the grant is ``authorised`` otherwise (an invitation, a share link)."""
     session_id = row.id
     part = s.scalar(
         select(m.Participant).where(
@@ -722,7 +770,9 @@ def grant_role(
         )
     )
     target_role = Role(part.role) if part is not None else None
-    if not may_grant(access, role, target_removed=removal is not None, target_role=target_role):
+    if not authorised and not may_grant(
+        access, role, target_removed=removal is not None, target_role=target_role
+    ):
         access.check(Action.ADMINISTER, session_id, what=f"grant the role {role} here")
     if removal is not None:
         s.delete(removal)
