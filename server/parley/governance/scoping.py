@@ -6,10 +6,14 @@ guard, installed as a SQLAlchemy ``do_orm_execute`` hook, refuses it (``raise``)
 (``log``). The rule is checked on the statement, before it reaches the database: it costs no
 round trip. The test suite runs with ``raise``, so a new unscoped query fails its tests.
 
-A query that must span tenants (operator tools such as ``parley audit verify``, the relay's
-reaper) says so, with a reason, in its execution options::
+A query that must span tenants, or that reads by a globally unique id another layer already
+checked, says so with a reason: in its execution options, or for a whole unit of work::
 
     select(...).execution_options(parley_all_tenants="audit verify walks every chain")
+    await db.read(all_tenants("replay: the hub checked access", work))
+
+A table counts as scoped when its ``tenant_id`` is compared with a value, or with the
+``tenant_id`` of a table that is (a join on tenants carries the filter across).
 
 Inserts are not checked: a new row cannot be written without its ``tenant_id`` (the column
 is NOT NULL everywhere).
@@ -17,13 +21,14 @@ is NOT NULL everywhere).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Column, Table, event
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import BinaryExpression
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 
 from parley.storage.models import Base
 
@@ -33,6 +38,22 @@ ESCAPE = "parley_all_tenants"
 TENANT_TABLES = frozenset(
     t.name for t in Base.metadata.tables.values() if "tenant_id" in t.c and t.name != "tenants"
 )
+
+
+T = TypeVar("T")
+
+
+def all_tenants(reason: str, fn: Callable[[Session], T]) -> Callable[[Session], T]:
+    """A unit of work whose queries may leave out the tenant filter, for ``reason``."""
+
+    def work(s: Session) -> T:
+        s.info[ESCAPE] = reason
+        try:
+            return fn(s)
+        finally:
+            s.info.pop(ESCAPE, None)
+
+    return work
 
 
 class UnscopedQuery(RuntimeError):
@@ -50,16 +71,39 @@ def unscoped_tables(statement: Any) -> set[str]:
     """Tenant-owned tables the statement touches without comparing their ``tenant_id``."""
     touched: set[str] = set()
     scoped: set[str] = set()
+    joined: list[tuple[str, str]] = []
     for element in visitors.iterate(statement):
         if isinstance(element, Table) and element.name in TENANT_TABLES:
             touched.add(element.name)
         elif isinstance(element, BinaryExpression):
-            for side in (element.left, element.right):
-                if isinstance(side, Column) and side.key == "tenant_id":
-                    name = _table_name(side.table)
-                    if name is not None:
-                        scoped.add(name)
+            left, right = _tenant_table(element.left), _tenant_table(element.right)
+            if left and right:
+                joined.append((left, right))
+            elif left and _is_value(element.right):
+                scoped.add(left)
+            elif right and _is_value(element.left):
+                scoped.add(right)
+    grew = True
+    while grew:
+        grew = False
+        for a, b in joined:
+            if (a in scoped) != (b in scoped):
+                scoped.update((a, b))
+                grew = True
     return touched - scoped
+
+
+def _tenant_table(side: Any) -> str | None:
+    if isinstance(side, Column) and side.key == "tenant_id":
+        return _table_name(side.table)
+    return None
+
+
+def _is_value(side: Any) -> bool:
+    """A bound value (``= :p``, ``IN (...)``), not another column."""
+    return isinstance(side, BindParameter) or any(
+        isinstance(e, BindParameter) for e in visitors.iterate(side)
+    )
 
 
 def install(mode: str) -> None:
@@ -80,8 +124,10 @@ _state: dict[str, str] = {"mode": "off"}
 
 
 def _check(state: ORMExecuteState) -> None:
-    if state.execution_options.get(ESCAPE) or not (
-        state.is_select or state.is_update or state.is_delete
+    if (
+        state.execution_options.get(ESCAPE)
+        or state.session.info.get(ESCAPE)
+        or not (state.is_select or state.is_update or state.is_delete)
     ):
         return
     missing = unscoped_tables(state.statement)

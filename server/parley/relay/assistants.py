@@ -224,7 +224,7 @@ class AssistantStore:
             session_row(s, p, session_id)
             rows = s.scalars(
                 select(m.Assistant)
-                .where(m.Assistant.session_id == session_id)
+                .where(m.Assistant.tenant_id == p.tenant_id, m.Assistant.session_id == session_id)
                 .order_by(m.Assistant.created_at, m.Assistant.id)
             ).all()
             return [assistant_view(r) for r in rows]
@@ -236,7 +236,7 @@ class AssistantStore:
 
         def work(s: Session) -> AssistantSpec:
             session_row(s, p, session_id)
-            return AssistantSpec.of(_by_name(s, session_id, name))
+            return AssistantSpec.of(_by_name(s, p.tenant_id, session_id, name))
 
         return await self.db.read(work)
 
@@ -274,7 +274,7 @@ class AssistantStore:
         def work(s: Session) -> dict[str, Any]:
             session_row(s, p, session_id, lock=True)
             _check_manager(s, p, session_id)
-            if _find(s, session_id, name) is not None:
+            if _find(s, p.tenant_id, session_id, name) is not None:
                 raise Conflict(f"the session already has an assistant named {name!r}")
             row = m.Assistant(
                 id=aid,
@@ -323,9 +323,9 @@ class AssistantStore:
         def work(s: Session) -> dict[str, Any]:
             session_row(s, p, session_id, lock=True)
             _check_manager(s, p, session_id)
-            row = _by_name(s, session_id, name)
+            row = _by_name(s, p.tenant_id, session_id, name)
             new_name = changes.get("name", row.name)
-            if new_name.lower() != row.name.lower() and _find(s, session_id, new_name):
+            if new_name.lower() != row.name.lower() and _find(s, p.tenant_id, session_id, new_name):
                 raise Conflict(f"the session already has an assistant named {new_name!r}")
             provider = changes.get("provider", row.provider)
             params = changes.get("params", row.params if "provider" not in changes else {})
@@ -364,9 +364,13 @@ class AssistantStore:
         def work(s: Session) -> AssistantSpec:
             session_row(s, p, session_id, lock=True)
             _check_manager(s, p, session_id)
-            row = _by_name(s, session_id, name)
+            row = _by_name(s, p.tenant_id, session_id, name)
             spec = AssistantSpec.of(row)
-            s.execute(delete(m.Assistant).where(m.Assistant.id == row.id))
+            s.execute(
+                delete(m.Assistant).where(
+                    m.Assistant.tenant_id == p.tenant_id, m.Assistant.id == row.id
+                )
+            )
             return spec
 
         spec = await self.db.write(work)
@@ -374,16 +378,18 @@ class AssistantStore:
         return spec
 
 
-def _find(s: Session, session_id: str, name: str) -> m.Assistant | None:
+def _find(s: Session, tenant_id: str, session_id: str, name: str) -> m.Assistant | None:
     return s.scalar(
         select(m.Assistant).where(
-            m.Assistant.session_id == session_id, func.lower(m.Assistant.name) == name.lower()
+            m.Assistant.tenant_id == tenant_id,
+            m.Assistant.session_id == session_id,
+            func.lower(m.Assistant.name) == name.lower(),
         )
     )
 
 
-def _by_name(s: Session, session_id: str, name: str) -> m.Assistant:
-    row = _find(s, session_id, name) if NAME_RE.match(name) else None
+def _by_name(s: Session, tenant_id: str, session_id: str, name: str) -> m.Assistant:
+    row = _find(s, tenant_id, session_id, name) if NAME_RE.match(name) else None
     if row is None:
         raise NotFound(f"assistant {name[:40]!r} not found in this session")
     return row

@@ -958,7 +958,8 @@ class Relay:
             row, access = session_access(s, p, session_id)
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            access.check(Action.POST, session_id, what="ask or stop assistants")
+            if not access.may_self_join:  # open sessions: writing would make them editors
+                access.check(Action.POST, session_id, what="ask or stop assistants")
 
         await self.service.db.read(work)
 

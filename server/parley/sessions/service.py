@@ -674,7 +674,8 @@ class SessionService:
                 raise NotFound(f"{user_id!r} is not a participant of this session")
             s.delete(part)
             if user_id != p.user_id:
-                s.merge(
+                # A participant has no removal row (granting a role deletes it).
+                s.add(
                     m.SessionRemoval(
                         session_id=session_id,
                         user_id=user_id,
