@@ -29,7 +29,7 @@ from parley.sessions.rules import Role
 from parley.sessions.service import SessionService, grant_role
 from parley.storage import models as m
 
-MIN_EXPIRY = 60
+MIN_EXPIRY = 1
 MAX_EXPIRY = 90 * 24 * 3600
 MAX_USES = 10_000
 LINK_ROLES = frozenset({Role.VIEWER, Role.COMMENTER, Role.EDITOR})
