@@ -365,11 +365,6 @@ class Sharing:
             session = locked_session(s, p.tenant_id, find(s).session_id)
             link = find(s, lock=True)
             _usable(link.revoked_at, link.expires_at, now, "share link")
-            if link.max_uses is not None and link.uses >= link.max_uses:
-                raise Gone(
-                    f"this share link was used {link.uses} times, its limit",
-                    code=ErrorCode.USED_UP,
-                )
             access = _self_access(s, p, session)
             if access.removed:
                 raise Forbidden("you were removed from this session; an owner must invite you back")
@@ -378,6 +373,11 @@ class Sharing:
             assert user is not None
             if access.role is not None and RANK[access.role] >= RANK[role]:
                 role = access.role  # a link never lowers a role, and is not used up by it
+            elif link.max_uses is not None and link.uses >= link.max_uses:
+                raise Gone(
+                    f"this share link was used {link.uses} times, its limit",
+                    code=ErrorCode.USED_UP,
+                )
             else:
                 link.uses += 1
             view, frames = grant_role(s, p, session, access, user, role, now, authorised=True)
