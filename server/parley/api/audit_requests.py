@@ -113,6 +113,8 @@ class AuditRequests:
         else:
             result = "error"
         target_type, target_id, details = target_of(p, scope.get("path_params") or {})
+        if "parley.audit_target" in scope:  # set by a handler that created its target
+            target_type, target_id = scope["parley.audit_target"]
         recorder: audit.AuditRecorder | None = getattr(scope["app"].state, "audit", None)
         if recorder is None:
             return

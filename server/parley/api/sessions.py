@@ -40,6 +40,7 @@ async def create_session(request: Request) -> Response:
     view = await service(request).create_session(
         p, title=req.title, metadata=req.metadata, tags=req.tags, visibility=req.visibility
     )
+    request.scope["parley.audit_target"] = ("session", view["id"])  # the new session
     return JSONResponse(view, status_code=201)
 
 
