@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from parley.api.common import JSONResponse, api, int_param, principal, resource
+from parley.api.common import JSONResponse, api, int_param, principal, resource, text_param
 from parley.errors import Forbidden, InvalidRequest
 from parley.governance import audit
 from parley.governance.auth import Principal
@@ -30,10 +30,7 @@ async def _admin(request: Request) -> Principal:
 
 
 def _text(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name) or None
-    if value is not None and (len(value) > MAX_FILTER_CHARS or "\x00" in value):
-        raise InvalidRequest(f"query parameter {name} must be 1-{MAX_FILTER_CHARS} characters")
-    return value
+    return text_param(request, name, max_len=MAX_FILTER_CHARS)
 
 
 def _time(request: Request, name: str) -> datetime | None:

@@ -81,6 +81,17 @@ def int_param(
     return number
 
 
+def text_param(request: Request, name: str, *, max_len: int = 200) -> str | None:
+    """A text query parameter: absent or empty is None; NUL (which PostgreSQL cannot take as
+    a parameter) and overlong values are refused with a precise error."""
+    value = request.query_params.get(name) or None
+    if value is not None and (len(value) > max_len or "\x00" in value):
+        raise InvalidRequest(
+            f"query parameter {name} must be at most {max_len} characters, without NUL"
+        )
+    return value
+
+
 def error_response(exc: ParleyError) -> JSONResponse:
     headers = {}
     if exc.code is ErrorCode.RATE_LIMITED and isinstance(exc.details, dict):

@@ -8,7 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.api.common import JSONResponse, api, body, int_param, principal, resource, service
+from parley.api.common import (
+    JSONResponse,
+    api,
+    body,
+    int_param,
+    principal,
+    resource,
+    service,
+    text_param,
+)
 from parley.errors import InvalidRequest
 from parley.governance.policy import Visibility
 from parley.sessions.rules import SessionStatus
@@ -55,9 +64,9 @@ async def list_sessions(request: Request) -> Response:
     items, next_cursor = await service(request).list_sessions(
         p,
         status=status,
-        tag=request.query_params.get("tag") or None,
+        tag=text_param(request, "tag", max_len=64),
         limit=int_param(request, "limit", 50, lo=1, hi=200) or 50,
-        cursor=request.query_params.get("cursor") or None,
+        cursor=text_param(request, "cursor", max_len=64),
     )
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
