@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from parley.errors import NotFound
@@ -23,6 +23,31 @@ def plausible_id(value: str) -> bool:
     return bool(_ID_RE.match(value))
 
 
+# Built once: this runs on every read and write of a session, and building the statement
+# object costs more CPU than executing its cached compiled form.
+_ACCESS = (
+    select(m.Session, m.Participant.role, m.SessionRemoval.user_id)
+    .outerjoin(
+        m.Participant,
+        and_(
+            m.Participant.session_id == m.Session.id,
+            m.Participant.tenant_id == bindparam("tid"),
+            m.Participant.user_id == bindparam("uid"),
+        ),
+    )
+    .outerjoin(
+        m.SessionRemoval,
+        and_(
+            m.SessionRemoval.session_id == m.Session.id,
+            m.SessionRemoval.tenant_id == bindparam("tid"),
+            m.SessionRemoval.user_id == bindparam("uid"),
+        ),
+    )
+    .where(m.Session.id == bindparam("sid"), m.Session.tenant_id == bindparam("tid"))
+)
+_ACCESS_LOCKED = _ACCESS.with_for_update(of=m.Session)
+
+
 def session_access(
     s: Session, p: Principal, session_id: str, *, lock: bool = False
 ) -> tuple[m.Session, Access]:
@@ -35,29 +60,8 @@ def session_access(
     """
     if not plausible_id(session_id):
         raise NotFound(f"session {session_id[:80]!r} not found")
-    q = (
-        select(m.Session, m.Participant.role, m.SessionRemoval.user_id)
-        .outerjoin(
-            m.Participant,
-            and_(
-                m.Participant.session_id == m.Session.id,
-                m.Participant.tenant_id == p.tenant_id,
-                m.Participant.user_id == p.user_id,
-            ),
-        )
-        .outerjoin(
-            m.SessionRemoval,
-            and_(
-                m.SessionRemoval.session_id == m.Session.id,
-                m.SessionRemoval.tenant_id == p.tenant_id,
-                m.SessionRemoval.user_id == p.user_id,
-            ),
-        )
-        .where(m.Session.id == session_id, m.Session.tenant_id == p.tenant_id)
-    )
-    if lock:
-        q = q.with_for_update(of=m.Session)
-    found = s.execute(q).first()
+    q = _ACCESS_LOCKED if lock else _ACCESS
+    found = s.execute(q, {"tid": p.tenant_id, "uid": p.user_id, "sid": session_id}).first()
     if found is None:
         raise NotFound(f"session {session_id!r} not found")
     row, role, removed = found
