@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from parley.errors import ErrorCode, InvalidRequest
+from parley.errors import ErrorCode, Forbidden, InvalidRequest
 
 MAX_TITLE = 500
 MAX_TAGS = 32
@@ -99,3 +99,21 @@ def check_client_id(client_id: str | None) -> None:
     if not 1 <= len(client_id) <= 128:
         raise InvalidRequest("client_id (or Idempotency-Key) must be 1-128 characters")
     check_storable("client_id", client_id)
+
+
+def check_can_write(role: Role | None) -> None:
+    """Writing messages needs owner or editor (kept for callers of this module; the session
+    service decides with ``governance.policy``, which also knows visibility and removals)."""
+    if role is not None and role not in WRITERS:
+        raise Forbidden(f"role {role} may not write messages in this session")
+
+
+def check_can_change_message(actor: str, author: str, role: Role | None, *, deleting: bool) -> None:
+    """Authors who may still write edit and delete their own messages; owners may also delete
+    others'."""
+    if actor == author:
+        check_can_write(role)
+        return
+    if deleting and role is Role.OWNER:
+        return
+    raise Forbidden("only the author may " + ("delete" if deleting else "edit") + " this message")
