@@ -95,6 +95,8 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "secret": TEST_SECRET,
             "log_level": "warning",
+            # Any query on tenant-owned rows without a tenant filter fails the test.
+            "tenant_guard": "raise",
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -19,14 +19,18 @@ from parley import metrics
 from parley.api import (
     apikeys,
     assistants,
+    audit_requests,
     documents,
+    headers,
     health,
     messages,
     participants,
     sessions,
+    sharing,
     tenant,
 )
 from parley.api import attachments as attachments_api
+from parley.api import audit as audit_api
 from parley.api import exports as export_routes
 from parley.api import imports as import_routes
 from parley.api import templates as template_routes
@@ -39,11 +43,14 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
-from parley.governance import crypto
+from parley.governance import crypto, scoping
+from parley.governance.audit import AuditRecorder
 from parley.governance.hub import Governance
+from parley.governance.policy import Visibility
 from parley.governance.relay import GovernedRelay
 from parley.governance.retention import Retention
 from parley.governance.sessions import GovernedSessionService
+from parley.governance.sharing import Sharing
 from parley.gql import endpoint as graphql_api
 from parley.gql.schema import build_schema
 from parley.hub.endpoint import SocketEndpoint
@@ -131,6 +138,7 @@ def create_app(
 ) -> Starlette:
     """Build the app. ``broker`` overrides the one named in the settings (tests share buses)."""
     settings = settings or Settings()
+    scoping.install(settings.tenant_guard)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -147,6 +155,9 @@ def create_app(
         presence.ttl = settings.presence_ttl
         await presence.start()
         event_log = EventLog(db)
+        audit = AuditRecorder(db, interval=settings.audit_flush_interval)
+        await audit.start()
+        app.state.audit = audit
         hub = Hub(
             the_broker,
             events_after=event_log.events_after,
@@ -168,6 +179,7 @@ def create_app(
             policies=governance.policies,
             quotas=governance.quotas,
             content=governance.content,
+            default_visibility=Visibility(settings.default_visibility),
         )
         relay = GovernedRelay(
             policies=governance.policies,
@@ -192,10 +204,15 @@ def create_app(
         retention.start(settings.retention_interval)
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
         app.state.endpoint = SocketEndpoint(
-            hub, service, settings, mux=Mux(docs), relay=relay, governance=governance
+            hub, service, settings, mux=Mux(docs), relay=relay, governance=governance, audit=audit
         )
         app.state.docs = docs
-        app.state.yjs = YjsEndpoint(docs, service, settings, governance=governance)
+        app.state.yjs = YjsEndpoint(docs, service, settings, governance=governance, audit=audit)
+        # Live effect of governance changes: every process drops what a user may no longer
+        # read (subscriptions via the session's own events, documents via their channel).
+        app.state.sharing = Sharing(service)
+        hub.can_read = service.can_read
+        service.access_listeners.append(docs.announce_access_change)
         # Attachments (docs/graphql-attachments.md): blobs on local disk, swept periodically.
         attachments = AttachmentService(
             db, LocalBlobStore(settings.effective_attachment_dir), settings
@@ -215,6 +232,7 @@ def create_app(
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
+            await audit.stop()  # store the audit entries still queued
             await presence.stop()
             await governance.stop()
             await the_broker.stop()
@@ -233,6 +251,8 @@ def create_app(
         *attachments_api.routes,
         *tenant.routes,
         *apikeys.routes,
+        *audit_api.routes,
+        *sharing.routes,
     ]
     app = Starlette(
         routes=[
@@ -247,5 +267,9 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
     )
     app.state.settings = settings
+    app.add_middleware(audit_requests.AuditRequests)
+    app.add_middleware(headers.SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     app.add_middleware(RequestMetrics)
+    if settings.cors_origins:
+        app.add_middleware(headers.CORSMiddleware, **headers.cors_options(settings.cors_origins))
     return app

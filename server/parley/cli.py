@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from parley import cli_governance
 from parley.cli_attachments import attachments as attachments_cli
+from parley.cli_audit import audit_group
 from parley.cli_data import register as register_data_commands
 from parley.config import Settings
 from parley.governance.auth import TenantRole, UserKind, create_token
@@ -216,6 +217,7 @@ register_data_commands(main)
 main.add_command(attachments_cli)
 # Governance data commands (retention, purge-user, keys): their own module.
 cli_governance.register(main)
+main.add_command(audit_group)
 
 if __name__ == "__main__":
     main()

@@ -176,6 +176,33 @@ class Settings(BaseSettings):
         1024, ge=1, description="Answer token limit for assistants that set none."
     )
 
+    # Governance and security (governance/, docs/security.md).
+    default_visibility: Literal["private", "tenant", "open"] = Field(
+        "open",
+        description="Visibility of new sessions that name none: private (participants only), "
+        "tenant (members read as viewers) or open (members read, and join by writing).",
+    )
+    cors_allowed_origins: str = Field(
+        "",
+        description="Comma-separated browser origins allowed to call the REST API "
+        "(e.g. https://app.example.com); empty allows none, * allows any.",
+    )
+    hsts_seconds: int = Field(
+        0, ge=0, description="Strict-Transport-Security max-age to send (0: none; set behind TLS)."
+    )
+    audit_flush_interval: float = Field(
+        0.1, gt=0, le=10, description="Seconds the audit recorder batches entries per tenant."
+    )
+    tenant_guard: Literal["off", "log", "raise"] = Field(
+        "off",
+        description="Check every query on tenant-owned tables for a tenant filter: log or "
+        "raise on one that has none (the test suite raises).",
+    )
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allowed_origins.split(",") if o.strip()]
+
     # Governance data: quotas, retention, PII, encryption at rest, API keys (docs/privacy.md).
     # Quota defaults for every tenant; 0 means unlimited. Tenant admins override them per tenant.
     quota_sessions: int = Field(0, ge=0, description="Active sessions per tenant.")

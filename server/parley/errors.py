@@ -59,6 +59,14 @@ class ErrorCode(StrEnum):
     # Governance (governance/, docs/privacy.md): a tenant quota is used up (retry_after says
     # when it frees up, null when only an admin can help); an API key lacks the scope.
     INSUFFICIENT_SCOPE = "insufficient_scope"
+    # Governance (governance/): the connection's token expired without an ``auth`` refresh;
+    # the caller lost access to a session it was following (removed, or it became private);
+    # an invitation or share link that expired, was revoked, or has no uses left.
+    TOKEN_EXPIRED = "token_expired"
+    ACCESS_REVOKED = "access_revoked"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    USED_UP = "used_up"
 
 
 class CloseCode(IntEnum):
@@ -78,9 +86,11 @@ class CloseCode(IntEnum):
     # The /yjs endpoint. y-websocket (v3) stops reconnecting on 4400-4499 and retries on others.
     DOC_UNAUTHENTICATED = 4401  # bad or expired token: get a new one
     DOC_NOT_FOUND = 4404  # no such session in the caller's tenant (or it was deleted)
-    DOC_FORBIDDEN = 4403  # the API key lacks the sessions:read scope
+    DOC_FORBIDDEN = 4403  # lost access to the session, or the API key lacks sessions:read
     DOC_QUOTA_EXCEEDED = 4429  # the tenant has as many open connections as its quota allows
     DOC_UNAVAILABLE = 4503  # the document could not be loaded from storage: retry later
+    # Governance: the token expired and no ``auth`` frame refreshed it.
+    TOKEN_EXPIRED = 4002
 
 
 class ParleyError(Exception):
@@ -132,6 +142,13 @@ class Forbidden(ParleyError):
 class Conflict(ParleyError):
     code = ErrorCode.CONFLICT
     status = 409
+
+
+class Gone(ParleyError):
+    """An invitation or share link that can no longer be used (expired, revoked, used up)."""
+
+    code = ErrorCode.EXPIRED
+    status = 410
 
 
 class RateLimited(ParleyError):

@@ -20,6 +20,7 @@ SESSION_FIELDS = {
     "metadata",
     "tags",
     "status",
+    "visibility",
     "created_by",
     "created_at",
     "updated_at",

@@ -8,12 +8,16 @@ two different users.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from parley.ids import new_id
 from tests.support import DEFAULT_TIMEOUT, RunningServer, WsClient
@@ -88,6 +92,7 @@ async def seed(server: RunningServer, tenant: str, title: str) -> Seeded:
 
 
 # Every route that takes a session id, with a body that would be valid for a visible session.
+# A new route is one more line here ({mid} also stands for other ids: streams, invitations...).
 REST_PROBES: list[tuple[str, str, Frame | None]] = [
     ("GET", "/sessions/{sid}", None),
     ("PATCH", "/sessions/{sid}", {"title": "pwned"}),
@@ -107,6 +112,23 @@ REST_PROBES: list[tuple[str, str, Frame | None]] = [
     ("POST", "/sessions/{sid}/participants", {"user_id": "mallory", "role": "viewer"}),
     ("DELETE", "/sessions/{sid}/participants/alice", None),
     ("DELETE", "/sessions/{sid}/participants/mallory", None),
+    ("GET", "/sessions/{sid}/presence", None),
+    ("GET", "/sessions/{sid}/annotations", None),
+    ("GET", "/sessions/{sid}/document", None),
+    ("GET", "/sessions/{sid}/assistants", None),
+    ("POST", "/sessions/{sid}/assistants", {"name": "helper"}),
+    ("GET", "/sessions/{sid}/assistants/helper", None),
+    ("PATCH", "/sessions/{sid}/assistants/helper", {"system_prompt": "pwned"}),
+    ("DELETE", "/sessions/{sid}/assistants/helper", None),
+    ("POST", "/sessions/{sid}/assistants/helper/ask", {"text": "pwned"}),
+    ("GET", "/sessions/{sid}/streams", None),
+    ("POST", "/sessions/{sid}/streams/{mid}/stop", None),
+    ("GET", "/sessions/{sid}/invitations", None),
+    ("POST", "/sessions/{sid}/invitations", {"user_id": "alice", "role": "owner"}),
+    ("DELETE", "/sessions/{sid}/invitations/{mid}", None),
+    ("GET", "/sessions/{sid}/share-links", None),
+    ("POST", "/sessions/{sid}/share-links", {"role": "editor"}),
+    ("DELETE", "/sessions/{sid}/share-links/{mid}", None),
 ]
 
 
@@ -148,10 +170,17 @@ SOCKET_PROBES: list[Frame] = [
     {"type": "send", "session": "{sid}", "text": "pwned", "client_id": "c-1"},
     {"type": "edit", "session": "{sid}", "message_id": "{mid}", "text": "pwned"},
     {"type": "delete", "session": "{sid}", "message_id": "{mid}"},
+    {"type": "doc_join", "session": "{sid}"},
+    {"type": "ask", "session": "{sid}", "assistant": "helper", "text": "pwned"},
+    {"type": "ask", "session": "{sid}", "assistant": "helper"},
+    {"type": "stop", "session": "{sid}", "stream_id": "{mid}"},
 ]
 NOT_SUBSCRIBED_PROBES: list[Frame] = [
     {"type": "typing", "session": "{sid}"},
     {"type": "unsubscribe", "session": "{sid}"},
+    {"type": "streams", "session": "{sid}"},
+    {"type": "doc", "session": "{sid}", "data": "AAA="},
+    {"type": "doc_leave", "session": "{sid}"},
 ]
 
 
@@ -422,3 +451,46 @@ async def test_tenant_and_user_ids_of_every_valid_length_work(server: RunningSer
         assert ws.welcome["tenant"] == long_tenant
         ack = await ws.subscribe(sid, since_seq=0)
         assert ack["replayed"] == 3
+
+
+async def assert_yjs_cannot_tell_from_missing(
+    server: RunningServer, user: str, tenant: str, victim: Seeded
+) -> None:
+    """The document endpoint closes on another tenant's (or an invisible) session exactly as
+    on one that does not exist."""
+    fake_sid = new_id()
+    answers = []
+    for sid in (victim.sid, fake_sid):
+        token = server.token(user, tenant, name=display_name(user, tenant))
+        url = f"ws://127.0.0.1:{server.port}/yjs/{sid}?token={token}"
+        async with connect(url) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), DEFAULT_TIMEOUT)
+            assert ws.close_code == 4404
+            answers.append((ws.close_code, (ws.close_reason or "").replace(sid, "<id>")))
+    assert answers[0] == answers[1]
+
+
+async def test_every_path_answers_for_another_tenant_as_for_nothing(
+    server: RunningServer,
+) -> None:
+    """The attack table (REST_PROBES, SOCKET_PROBES, the document endpoint) against a session
+    of another tenant."""
+    globex = await seed(server, GLOBEX, "globex plans")
+    await assert_yjs_cannot_tell_from_missing(server, "alice", ACME, globex)
+    await assert_yjs_cannot_tell_from_missing(server, "mallory", ACME, globex)
+
+
+async def test_a_private_session_is_nothing_to_other_members(server: RunningServer) -> None:
+    """The same table, run by a member of the same tenant against a private session she is
+    not in: every path answers as for a session that does not exist."""
+    acme = await seed(server, ACME, "acme private plans")
+    async with http_as(server, "alice", ACME) as h:
+        r = await h.patch(f"/sessions/{acme.sid}", json={"visibility": "private"})
+        assert r.status_code == 200, r.text
+    await assert_rest_cannot_tell_from_missing(server, "mallory", ACME, acme)
+    await assert_socket_cannot_tell_from_missing(server, "mallory", ACME, acme)
+    await assert_yjs_cannot_tell_from_missing(server, "mallory", ACME, acme)
+    async with http_as(server, "alice", ACME) as h:
+        r = await h.get(f"/sessions/{acme.sid}/messages")
+        assert r.json() == acme.snapshot["messages"]

@@ -80,11 +80,17 @@ async def test_concurrent_writers_in_several_processes_keep_seq_gap_free(
 
     event_seqs = await dbs[0].read(
         lambda s: s.scalars(
-            select(m.Event.seq).where(m.Event.session_id == sid).order_by(m.Event.seq)
+            select(m.Event.seq)
+            .where(m.Event.tenant_id == ALICE.tenant_id, m.Event.session_id == sid)
+            .order_by(m.Event.seq)
         ).all()
     )
     last = await dbs[0].read(
-        lambda s: s.scalar(select(m.Session.last_seq).where(m.Session.id == sid))
+        lambda s: s.scalar(
+            select(m.Session.last_seq).where(
+                m.Session.tenant_id == ALICE.tenant_id, m.Session.id == sid
+            )
+        )
     )
     assert list(event_seqs) == list(range(1, 49))
     assert last == 48
@@ -107,11 +113,17 @@ async def test_concurrent_retries_with_one_client_id_store_one_message(dbs: list
     assert sum(not r.duplicate for r in results) == 1
     count = await dbs[0].read(
         lambda s: s.scalar(
-            select(func.count()).select_from(m.Message).where(m.Message.session_id == sid)
+            select(func.count())
+            .select_from(m.Message)
+            .where(m.Message.tenant_id == ALICE.tenant_id, m.Message.session_id == sid)
         )
     )
     last = await dbs[0].read(
-        lambda s: s.scalar(select(m.Session.last_seq).where(m.Session.id == sid))
+        lambda s: s.scalar(
+            select(m.Session.last_seq).where(
+                m.Session.tenant_id == ALICE.tenant_id, m.Session.id == sid
+            )
+        )
     )
     assert count == 1
     assert last == 3, "a refused duplicate does not consume a seq"
@@ -207,7 +219,9 @@ async def test_delete_session_removes_everything(dbs: list[Database]) -> None:
     for table in (m.Event, m.Message, m.Participant, m.SessionTag):
         count = await dbs[0].read(
             lambda s, t=table: s.scalar(  # type: ignore[misc]
-                select(func.count()).select_from(t).where(t.session_id == sid)
+                select(func.count())
+                .select_from(t)
+                .where(t.tenant_id == ALICE.tenant_id, t.session_id == sid)
             )
         )
         assert count == 0, table.__tablename__

@@ -42,6 +42,7 @@ async def principal(request: Request) -> Principal:
     p: Principal = await request.app.state.governance.authenticate(token)
     require_scope(p, rest_scope(request.method, request.url.path))
     await service(request).ensure_principal(p)
+    request.scope["parley.principal"] = p  # the audit middleware records who it was
     return p
 
 
@@ -84,6 +85,17 @@ def int_param(
     return number
 
 
+def text_param(request: Request, name: str, *, max_len: int = 200) -> str | None:
+    """A text query parameter: absent or empty is None; NUL (which PostgreSQL cannot take as
+    a parameter) and overlong values are refused with a precise error."""
+    value = request.query_params.get(name) or None
+    if value is not None and (len(value) > max_len or "\x00" in value):
+        raise InvalidRequest(
+            f"query parameter {name} must be at most {max_len} characters, without NUL"
+        )
+    return value
+
+
 def error_response(exc: ParleyError) -> JSONResponse:
     headers = {}
     if exc.code in (ErrorCode.RATE_LIMITED, ErrorCode.QUOTA_EXCEEDED) and isinstance(
@@ -107,6 +119,7 @@ def api(handler: Endpoint) -> Endpoint:
         try:
             return await handler(request)
         except ParleyError as exc:
+            request.scope["parley.error"] = str(exc.code)  # for the audit middleware
             return error_response(exc)
 
     wrapped.__name__ = handler.__name__
@@ -121,6 +134,7 @@ def resource(path: str, **handlers: Endpoint) -> Route:
         handlers.setdefault("HEAD", handlers["GET"])
 
     async def dispatch(request: Request) -> Response:
+        request.scope["parley.route"] = path  # the template names the action in the audit log
         return await handlers[request.method](request)
 
     return Route(path, dispatch, methods=list(handlers))

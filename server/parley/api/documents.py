@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.api.common import JSONResponse, api, principal, resource
+from parley.api.common import JSONResponse, api, principal, resource, text_param
 from parley.crdt.manager import DocManager
 
 
@@ -21,7 +21,7 @@ async def list_annotations(request: Request) -> Response:
     p = await principal(request)
     view = await _docs(request).document(p, request.path_params["session_id"])
     items = view["annotations"]
-    message_id = request.query_params.get("message_id")
+    message_id = text_param(request, "message_id", max_len=64)
     if message_id:
         items = [a for a in items if a["message_id"] == message_id]
     return JSONResponse({"items": items})

@@ -8,8 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.api.common import JSONResponse, api, body, int_param, principal, resource, service
+from parley.api.common import (
+    JSONResponse,
+    api,
+    body,
+    int_param,
+    principal,
+    resource,
+    service,
+    text_param,
+)
 from parley.errors import InvalidRequest
+from parley.governance.policy import Visibility
 from parley.sessions.rules import SessionStatus
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -20,6 +30,7 @@ class CreateSession(BaseModel):
     title: Annotated[str, StringConstraints(max_length=500)] = ""
     metadata: dict[str, Any] | None = None
     tags: Annotated[list[Tag], Field(max_length=32)] | None = None
+    visibility: Visibility | None = None
 
 
 class UpdateSession(BaseModel):
@@ -28,6 +39,7 @@ class UpdateSession(BaseModel):
     metadata: dict[str, Any] | None = None
     tags: Annotated[list[Tag], Field(max_length=32)] | None = None
     status: SessionStatus | None = None
+    visibility: Visibility | None = None
 
 
 @api
@@ -35,8 +47,9 @@ async def create_session(request: Request) -> Response:
     p = await principal(request)
     req = await body(request, CreateSession)
     view = await service(request).create_session(
-        p, title=req.title, metadata=req.metadata, tags=req.tags
+        p, title=req.title, metadata=req.metadata, tags=req.tags, visibility=req.visibility
     )
+    request.scope["parley.audit_target"] = ("session", view["id"])  # the new session
     return JSONResponse(view, status_code=201)
 
 
@@ -51,9 +64,9 @@ async def list_sessions(request: Request) -> Response:
     items, next_cursor = await service(request).list_sessions(
         p,
         status=status,
-        tag=request.query_params.get("tag") or None,
+        tag=text_param(request, "tag", max_len=64),
         limit=int_param(request, "limit", 50, lo=1, hi=200) or 50,
-        cursor=request.query_params.get("cursor") or None,
+        cursor=text_param(request, "cursor", max_len=64),
     )
     return JSONResponse({"items": items, "next_cursor": next_cursor})
 
@@ -75,6 +88,7 @@ async def update_session(request: Request) -> Response:
         metadata=req.metadata,
         tags=req.tags,
         status=req.status,
+        visibility=req.visibility,
     )
     return JSONResponse(view)
 

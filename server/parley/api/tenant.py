@@ -124,7 +124,11 @@ async def _session_retention_of(request: Request, *, change: bool) -> tuple[Prin
 
     def check(s: Session) -> None:
         session_row(s, p, session_id)
-        if change and not p.is_admin and role_of(s, p.user_id, session_id) is not Role.OWNER:
+        if (
+            change
+            and not p.is_admin
+            and role_of(s, p.user_id, session_id, p.tenant_id) is not Role.OWNER
+        ):
             raise Forbidden("only the session's owners and tenant admins may set its retention")
 
     await request.app.state.db.read(check)

@@ -37,9 +37,10 @@ from parley.attachments.views import attachment_view
 from parley.config import Settings
 from parley.errors import Conflict, ErrorCode, NotFound, ParleyError, PayloadTooLarge
 from parley.governance.auth import Principal
+from parley.governance.policy import Action
 from parley.ids import new_id, utcnow
 from parley.sessions import rules
-from parley.sessions.queries import plausible_id, role_of, session_row
+from parley.sessions.queries import plausible_id, session_access, session_row
 from parley.sessions.rules import SessionStatus
 from parley.storage import models as m
 from parley.storage.database import Database
@@ -200,10 +201,11 @@ class AttachmentService:
 
     @staticmethod
     def _check_uploader(s: Session, p: Principal, session_id: str) -> None:
-        row = session_row(s, p, session_id)
+        row, access = session_access(s, p, session_id)
         if row.status != SessionStatus.ACTIVE.value:
             raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-        rules.check_can_write(role_of(s, p.user_id, session_id))
+        if not access.may_self_join:  # in an open session, anyone who may post may attach
+            access.check(Action.POST, session_id, what="attach files")
 
     @staticmethod
     def _too_large(limit: int) -> PayloadTooLarge:

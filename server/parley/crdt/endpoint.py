@@ -36,7 +36,8 @@ from parley.errors import (
     QuotaExceeded,
 )
 from parley.governance import apikeys
-from parley.governance.auth import Principal, socket_token
+from parley.governance.audit import AuditRecorder, Entry, result_of
+from parley.governance.auth import Principal, socket_token, verify_token_expiry
 from parley.governance.hub import Governance
 from parley.hub.connection import Connection, ConnState
 from parley.hub.events import OutEvent
@@ -83,11 +84,13 @@ class YjsEndpoint:
         settings: Settings,
         *,
         governance: Governance,
+        audit: AuditRecorder | None = None,
     ) -> None:
         self.governance = governance
         self.manager = manager
         self.service = service
         self.settings = settings
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -102,12 +105,16 @@ class YjsEndpoint:
         await send({"type": "websocket.accept"})
         conn.start()
         peer: YjsPeer | None = None
+        expiry: asyncio.TimerHandle | None = None
         try:
             peer = await self._open(conn, token, session_id)
             if peer is not None:
                 log.info("document client joined", user=peer.principal.user_id)
+                expiry = self._close_at_expiry(conn, token or "")
                 await self._pump(peer, receive)
         finally:
+            if expiry is not None:
+                expiry.cancel()
             if peer is not None:
                 self.manager.leave(peer)
             if conn.principal is not None:
@@ -117,7 +124,34 @@ class YjsEndpoint:
             await conn.wait_closed(1.0)
             structlog.contextvars.clear_contextvars()
 
+    def _close_at_expiry(self, conn: Connection, token: str) -> asyncio.TimerHandle | None:
+        """y-websocket cannot refresh a token in-band: the socket closes with 4401 when the
+        token expires, and the client reconnects with a fresh one."""
+        try:
+            exp = verify_token_expiry(self.settings.signing_key, token)[1]
+        except AuthError:
+            return None
+        if exp is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            max(0.0, exp - time.time()),
+            lambda: conn.close(CloseCode.DOC_UNAUTHENTICATED, "token expired", flush=True),
+        )
+
+    def _audit(
+        self, p: Principal, conn: Connection, action: str, session_id: str, exc: Exception | None
+    ) -> None:
+        if self.audit is None:
+            return
+        result, code = result_of(exc)
+        client = conn.client.rpartition(":")[0] if conn.client else None
+        self.audit.record_nowait(
+            Entry.of(p, action, "session", session_id, result, code=code, client=client),
+            coalesce=action == "document.sync",
+        )
+
     async def _open(self, conn: Connection, token: str | None, session_id: str) -> YjsPeer | None:
+        principal: Principal | None = None
         try:
             if token is None:
                 raise AuthError("missing token: connect with ?token=...")
@@ -137,6 +171,8 @@ class YjsEndpoint:
             conn.close(CloseCode.DOC_FORBIDDEN, exc.message)
             return None
         except NotFound as exc:
+            if principal is not None:
+                self._audit(principal, conn, "document.join", session_id, exc)
             conn.close(CloseCode.DOC_NOT_FOUND, exc.message)
             return None
         except Exception:
@@ -152,6 +188,7 @@ class YjsEndpoint:
         except ParleyError as exc:
             conn.close(CloseCode.DOC_UNAVAILABLE, exc.message)
             return None
+        self._audit(principal, conn, "document.join", session_id, None)
         return peer
 
     async def _pump(self, peer: YjsPeer, receive: ASGIReceive) -> None:
@@ -180,13 +217,15 @@ class YjsEndpoint:
                     conn.close(CloseCode.TOO_MANY_ERRORS, "too many refused messages", flush=True)
 
     async def _handle(self, peer: YjsPeer, data: bytes) -> ParleyError | None:
+        outcome: ParleyError | None = None
         try:
             await self.manager.receive(peer, data)
-        except NotFound as exc:  # the session was deleted
+        except NotFound as exc:  # the session was deleted, or the caller lost access
             peer.end(CloseCode.DOC_NOT_FOUND, exc)
         except ParleyError as exc:
-            return exc
+            outcome = exc
         except Exception:
             log.exception("document message failed")
-            return ParleyError("internal error; the message was not applied")
-        return None
+            outcome = ParleyError("internal error; the message was not applied")
+        self._audit(peer.principal, peer.conn, "document.sync", peer.session_id, outcome)
+        return outcome

@@ -55,7 +55,7 @@ from parley.errors import CloseCode, ErrorCode, NotFound, ParleyError
 from parley.governance.auth import Principal
 from parley.protocol.codec import pack, unpack
 from parley.sessions.annotations import AnnotationEvents
-from parley.sessions.queries import role_of, session_row
+from parley.sessions.queries import session_access
 from parley.sessions.rules import Role, SessionStatus
 from parley.storage.database import Database
 
@@ -162,6 +162,7 @@ class DocManager:
         self.rooms: dict[str, Handle] = {}
         self._where: dict[ManagedPeer, Handle] = {}
         self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- joining and leaving ----------------------------------------------------------------
 
@@ -171,8 +172,8 @@ class DocManager:
         now = self.clock()
 
         def work(s: Session) -> Access:
-            row = session_row(s, p, session_id)
-            role = role_of(s, p.user_id, session_id) or Role.VIEWER
+            row, access = session_access(s, p, session_id)
+            role = access.effective_role or Role.VIEWER  # session_access refused the rest
             return Access(role, row.status != SessionStatus.ACTIVE.value, now)
 
         return await self.db.read(work)
@@ -476,6 +477,12 @@ class DocManager:
                 room.apply_remote(update)
         elif kind == "a":
             room.apply_remote_awareness([(int(c), s) for c, s in body], REMOTE + origin)
+        elif kind == "r":  # someone's access changed (``announce_access_change``)
+            task = asyncio.get_running_loop().create_task(
+                self.revalidate(handle, str(body) if body else None)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         elif kind == "h":
             state_vector, wants_presence = body
             missing = room.doc.get_update(state_vector)
@@ -508,6 +515,45 @@ class DocManager:
             if self.clock() - last_hello >= s.doc_resync_interval:
                 last_hello = self.clock()
                 self._hello(handle, presence=False)
+
+    # -- access changes ---------------------------------------------------------------------
+
+    async def announce_access_change(
+        self, tenant_id: str, session_id: str, user_id: str | None
+    ) -> None:
+        """Tell every process holding the document that ``user_id``'s access (everyone's when
+        None) changed: each re-reads it for its local clients (the session service calls this
+        after removals, role and visibility changes)."""
+        payload = pack(("r", "governance", user_id or ""))
+        await self.broker.publish(doc_channel(tenant_id, session_id), payload)
+
+    async def revalidate(self, handle: Handle, user_id: str | None) -> None:
+        """Re-read the access of local clients of ``handle`` (of ``user_id`` only, unless
+        None): a downgrade applies to their next update; a client who may no longer read the
+        session is disconnected from the document with ``access_revoked``."""
+        peers = [
+            peer
+            for peer, h in self._where.items()
+            if h is handle and (user_id is None or peer.principal.user_id == user_id)
+        ]
+        for peer in peers:
+            try:
+                access = await self.access(peer.principal, handle.session_id)
+            except NotFound:
+                self.leave(peer)
+                peer.end(
+                    CloseCode.DOC_FORBIDDEN,
+                    ParleyError(
+                        "you may no longer read this session",
+                        code=ErrorCode.ACCESS_REVOKED,
+                        details={"session": handle.session_id},
+                    ),
+                )
+                continue
+            except Exception as exc:
+                log.warning("access check failed", error=str(exc))
+                continue
+            peer.access = access
 
     # -- reads outside a room ---------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from parley.crdt.updates import EMPTY_UPDATE, has_structs
 from parley.governance.crypto.columns import open_blob, seal_blob
+from parley.governance.scoping import all_tenants
 from parley.ids import utcnow
 from parley.storage import models as m
 from parley.storage.database import Database
@@ -104,6 +105,12 @@ def missing_from(parts: Sequence[bytes], state: bytes) -> bytes | None:
     return missing[0] if missing else None
 
 
+# Documents are read and stored by session id after the manager checked the caller's access
+# (tenant-scoped) and keyed the room by its tenant-named channel; session ids are unique
+# across tenants. So these units of work are exempt from the tenant guard, by name.
+_WHY = "document storage by session id, after a tenant-scoped access check"
+
+
 class DocStore:
     """Reads and writes of session documents (callers have checked access already)."""
 
@@ -133,7 +140,7 @@ class DocStore:
                 ],
             )
 
-        return await self.db.read(work)
+        return await self.db.read(all_tenants(_WHY, work))
 
     async def load(self, session_id: str) -> bytes:
         """The stored document as one update (merged in a thread). Raises on any failure."""
@@ -167,7 +174,7 @@ class DocStore:
                 ],
             )
 
-        await self.db.write(work)
+        await self.db.write(all_tenants(_WHY, work))
 
     async def stats(self, session_id: str) -> StoreStats:
         def work(s: Session) -> StoreStats:
@@ -183,7 +190,7 @@ class DocStore:
             )
             return StoreStats(int(snap or 0), int(log_rows), int(log_bytes))
 
-        return await self.db.read(work)
+        return await self.db.read(all_tenants(_WHY, work))
 
     async def compact(self, tenant_id: str, session_id: str) -> bool:
         """Merge the log into the snapshot. False when there was nothing to do or another
@@ -225,7 +232,7 @@ class DocStore:
                 )
 
         try:
-            await self.db.write(work)
+            await self.db.write(all_tenants(_WHY, work))
         except (_Stale, IntegrityError):
             return False
         return True

@@ -40,7 +40,7 @@ class Exporter:
             dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
         ]:
             row = session_row(s, p, session_id)
-            view = session_view(row, tags_of(s, [session_id])[session_id])
+            view = session_view(row, tags_of(s, [session_id], p.tenant_id)[session_id])
             rows = s.scalars(
                 select(m.Message).where(m.Message.session_id == session_id).order_by(m.Message.seq)
             )

@@ -88,6 +88,12 @@ def create_token(
 
 def verify_token(key: str, token: str) -> Principal:
     """Check signature, expiry and claims. Raises :class:`AuthError` with the reason."""
+    return verify_token_expiry(key, token)[0]
+
+
+def verify_token_expiry(key: str, token: str) -> tuple[Principal, int | None]:
+    """Like :func:`verify_token`, also returning the token's expiry (Unix seconds, None for a
+    token that never expires): sockets close when it passes without a refresh."""
     try:
         claims = jwt.decode(
             token,
@@ -118,9 +124,11 @@ def verify_token(key: str, token: str) -> Principal:
         name = "".join(ch for ch in name if ch.isprintable()).strip()
     if not isinstance(name, str) or not name:
         name = user_id
-    return Principal(
+    principal = Principal(
         tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind, tenant_role=tenant_role
     )
+    exp = claims.get("exp")
+    return principal, (int(exp) if isinstance(exp, int | float) else None)
 
 
 def socket_token(params: dict[str, list[str]], headers: dict[bytes, bytes]) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from parley.config import Settings
 from parley.errors import AuthError
 from parley.governance.apikeys import PREFIX, ApiKeys
-from parley.governance.auth import Principal, verify_token
+from parley.governance.auth import Principal, verify_token_expiry
 from parley.governance.pii.detector import Detector
 from parley.governance.pii.policy import ContentPolicy
 from parley.governance.policies import Policies
@@ -33,8 +33,13 @@ class Governance:
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a bearer credential: an API key (``pk_...``) or a signed token."""
+        return (await self.authenticate_expiry(token))[0]
+
+    async def authenticate_expiry(self, token: str) -> tuple[Principal, int | None]:
+        """Like :meth:`authenticate`, also returning when the credential expires (Unix seconds;
+        None for API keys and tokens without expiry): sockets close then unless refreshed."""
         if token.startswith(PREFIX):
-            return await self.api_keys.resolve(token)
+            return await self.api_keys.resolve(token), None
         if not token:
             raise AuthError("empty token")
-        return verify_token(self.settings.signing_key, token)
+        return verify_token_expiry(self.settings.signing_key, token)

@@ -15,6 +15,7 @@ from parley import metrics
 from parley.governance.auth import Principal, UserKind
 from parley.governance.pii.policy import ContentPolicy, Prepared
 from parley.governance.policies import PiiMode, Policies
+from parley.governance.policy import Visibility
 from parley.governance.quotas.enforcer import Quotas
 from parley.sessions.queries import message_row, session_row
 from parley.sessions.service import PostResult, Publisher, SessionService
@@ -35,8 +36,11 @@ class GovernedSessionService(SessionService):
         policies: Policies,
         quotas: Quotas,
         content: ContentPolicy,
+        default_visibility: Visibility = Visibility.OPEN,
     ) -> None:
-        super().__init__(db, publisher, max_text_chars=max_text_chars)
+        super().__init__(
+            db, publisher, max_text_chars=max_text_chars, default_visibility=default_visibility
+        )
         self.policies = policies
         self.quotas = quotas
         self.content = content
@@ -48,10 +52,13 @@ class GovernedSessionService(SessionService):
         title: str = "",
         metadata: dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        visibility: Visibility | None = None,
     ) -> dict[str, Any]:
         await self.ensure_principal(p)
         await self.quotas.check_session(p)
-        return await super().create_session(p, title=title, metadata=metadata, tags=tags)
+        return await super().create_session(
+            p, title=title, metadata=metadata, tags=tags, visibility=visibility
+        )
 
     async def _prepare(
         self,
@@ -112,7 +119,7 @@ class GovernedSessionService(SessionService):
                 # The flag describes the content after the edit, so start from what is stored.
                 def current(s: Any) -> dict[str, Any]:
                     session_row(s, p, session_id)
-                    return dict(message_row(s, session_id, message_id).meta or {})
+                    return dict(message_row(s, session_id, message_id, p.tenant_id).meta or {})
 
                 metadata = await self.db.read(current)
             prepared = await self._prepare(p, text, parts, metadata)

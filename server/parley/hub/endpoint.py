@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,13 +22,15 @@ from parley.errors import (
     AuthError,
     CloseCode,
     ErrorCode,
+    Forbidden,
     ParleyError,
     ProtocolError,
     QuotaExceeded,
     RateLimited,
 )
+from parley.governance import audit
 from parley.governance.apikeys import FRAME_SCOPES, require_scope
-from parley.governance.auth import Principal, socket_token
+from parley.governance.auth import Principal, socket_token, verify_token_expiry
 from parley.governance.hub import Governance
 from parley.hub.commands import HANDLERS, CommandContext
 from parley.hub.connection import Connection, ConnState
@@ -36,12 +39,27 @@ from parley.hub.ratelimit import TokenBucket
 from parley.ids import iso, utcnow
 from parley.protocol import frames as f
 from parley.protocol.codec import Encoding, decode_raw, frame_ref, parse_frame
-from parley.protocol.server_frames import error
+from parley.protocol.server_frames import ack, error
 from parley.relay.service import Relay
 from parley.sessions.service import SessionService
 from parley.types import ASGIReceive, ASGISend, Scope
 
 log = structlog.get_logger("parley.hub")
+
+# Frames that read or write conversation content, and the audit action each one is.
+AUDITED_FRAMES = {
+    "subscribe": "session.subscribe",
+    "send": "message.create",
+    "edit": "message.update",
+    "delete": "message.delete",
+    "doc_join": "document.join",
+    "doc": "document.sync",
+    "ask": "assistant.ask",
+    "stop": "stream.stop",
+    "streams": "stream.list",
+}
+# Sync traffic comes keystroke by keystroke: one entry per client and flush, with a count.
+COALESCED_FRAMES = frozenset({"doc"})
 
 
 class SocketEndpoint:
@@ -56,6 +74,7 @@ class SocketEndpoint:
         mux: Mux,
         relay: Relay,
         governance: Governance,
+        audit: audit.AuditRecorder | None = None,
     ) -> None:
         self.governance = governance
         self.hub = hub
@@ -63,6 +82,7 @@ class SocketEndpoint:
         self.settings = settings
         self.mux = mux
         self.relay = relay
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -91,6 +111,7 @@ class SocketEndpoint:
                 await pump.authenticate(token, ref=None)
             await pump.run(receive)
         finally:
+            pump.stop_expiry()
             if conn.principal is not None:
                 await self.governance.quotas.dismiss(conn.principal.tenant_id, conn.id)
             await self.hub.remove_connection(conn)
@@ -116,6 +137,8 @@ class _Pump:
         self.faults = TokenBucket(5.0, 100, now)
         self.ctx: CommandContext | None = None
         self.opened = now
+        self.expiry: asyncio.TimerHandle | None = None
+        self.client = conn.client.rpartition(":")[0] if conn.client else None
 
     async def run(self, receive: ASGIReceive) -> None:
         conn = self.conn
@@ -174,9 +197,17 @@ class _Pump:
                 return
             if self.ctx is None:
                 raise AuthError("send a hello frame with a token first")
+            if isinstance(frame, f.Auth):
+                self.refresh(frame.token, ref)
+                return
             if self.ctx.principal.scopes is not None:
                 require_scope(self.ctx.principal, FRAME_SCOPES[frame.type])
-            await HANDLERS[type(frame)](self.ctx, frame)
+            try:
+                await HANDLERS[type(frame)](self.ctx, frame)
+            except BaseException as exc:
+                self._audit(frame, exc)
+                raise
+            self._audit(frame, None)
         except ParleyError as exc:
             self._refuse(ref, exc)
         except Exception:
@@ -184,6 +215,67 @@ class _Pump:
             self._refuse(ref, ParleyError("internal error; the frame was not applied"))
         finally:
             metrics.FRAMES_IN.labels(type=ftype).inc()
+
+    def _audit(self, frame: Any, exc: BaseException | None) -> None:
+        action = AUDITED_FRAMES.get(frame.type)
+        recorder, ctx = self.ep.audit, self.ctx
+        if action is None or recorder is None or ctx is None:
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            return
+        result, code = audit.result_of(exc)
+        details = {"message_id": frame.message_id} if hasattr(frame, "message_id") else {}
+        entry = audit.Entry.of(
+            ctx.principal,
+            action,
+            "session",
+            frame.session,
+            result,
+            code=code,
+            client=self.client,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+        recorder.record_nowait(entry, coalesce=frame.type in COALESCED_FRAMES)
+
+    def refresh(self, token: str, ref: str | int | None) -> None:
+        """An ``auth`` frame: take a fresh token of the same user and tenant."""
+        ctx = self.ctx
+        assert ctx is not None
+        old = ctx.principal
+        principal, exp = verify_token_expiry(self.ep.settings.signing_key, token)
+        if (principal.tenant_id, principal.user_id) != (old.tenant_id, old.user_id):
+            raise Forbidden("a refreshed token must name the same user and tenant")
+        ctx.principal = principal
+        self.conn.principal = principal
+        self._expire_at(exp)
+        if self.ep.audit is not None:
+            self.ep.audit.record_nowait(
+                audit.Entry.of(
+                    principal, "token.refresh", "user", principal.user_id, client=self.client
+                )
+            )
+        self.conn.send_frame(ack(ref, expires_at=_iso_of(exp)))
+
+    def _expire_at(self, exp: int | None) -> None:
+        self.stop_expiry()
+        if exp is not None:
+            delay = max(0.0, exp - time.time())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def stop_expiry(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+
+    def _expired(self) -> None:
+        self.expiry = None
+        exc = AuthError(
+            "the token expired; send an auth frame with a fresh token before it does",
+            code=ErrorCode.TOKEN_EXPIRED,
+        )
+        metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
+        self.conn.send_frame(error(None, exc))
+        self.conn.close(CloseCode.TOKEN_EXPIRED, "token expired", flush=True)
 
     def _refuse(self, ref: str | int | None, exc: ParleyError) -> None:
         metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
@@ -194,7 +286,7 @@ class _Pump:
     async def authenticate(self, token: str, *, ref: str | int | None) -> None:
         conn = self.conn
         try:
-            principal = await self.ep.governance.authenticate(token)
+            principal, exp = await self.ep.governance.authenticate_expiry(token)
         except AuthError as exc:
             metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
             conn.send_frame(error(ref, exc))
@@ -215,12 +307,12 @@ class _Pump:
             conn.send_frame(error(ref, ParleyError("internal error; try again")))
             conn.close(CloseCode.INTERNAL_ERROR, "internal error", flush=True)
             return
-        conn.principal = principal
         conn.state = ConnState.OPEN
         ep = self.ep
         self.ctx = CommandContext(conn, principal, ep.hub, ep.service, ep.mux, ep.relay)
         structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, user=principal.user_id)
-        conn.send_frame(welcome(ref, conn, principal, self.ep.settings))
+        self._expire_at(exp)
+        conn.send_frame(welcome(ref, conn, principal, self.ep.settings, expires_at=_iso_of(exp)))
 
 
 def _ref_of_oversized(data: bytes | str) -> str | int | None:
@@ -232,7 +324,18 @@ def _ref_of_oversized(data: bytes | str) -> str | int | None:
         return None
 
 
-def welcome(ref: str | int | None, conn: Connection, p: Principal, s: Settings) -> dict[str, Any]:
+def _iso_of(exp: int | None) -> str | None:
+    return iso(datetime.fromtimestamp(exp, UTC)) if exp is not None else None
+
+
+def welcome(
+    ref: str | int | None,
+    conn: Connection,
+    p: Principal,
+    s: Settings,
+    *,
+    expires_at: str | None = None,
+) -> dict[str, Any]:
     return {
         "type": "welcome",
         "ref": ref,
@@ -241,6 +344,7 @@ def welcome(ref: str | int | None, conn: Connection, p: Principal, s: Settings) 
         "tenant": p.tenant_id,
         "user": {"id": p.user_id, "name": p.name, "kind": str(p.kind)},
         "server_time": iso(utcnow()),
+        "expires_at": expires_at,
         "limits": {
             "max_frame_bytes": s.max_frame_bytes,
             "max_text_chars": s.max_text_chars,

@@ -17,17 +17,22 @@ import structlog
 
 from parley import metrics
 from parley.broker.base import Broker
-from parley.errors import CloseCode, NotFound
+from parley.errors import CloseCode, ErrorCode, NotFound, ParleyError
+from parley.governance.auth import Principal
 from parley.hub.connection import Connection
 from parley.hub.events import OutEvent
 from parley.hub.feed import EventsAfter, SessionFeed
 from parley.ids import iso, utcnow
 from parley.presence.base import Change, Member, PresenceStore
 from parley.presence.memory import MemoryPresenceStore
+from parley.protocol.server_frames import error
 
 log = structlog.get_logger("parley.hub")
 
 LastSeq = Callable[[str], Awaitable[int]]
+CanRead = Callable[[Principal, str], Awaitable[bool]]
+# Durable events after which some subscribers may have lost the right to read the session.
+ACCESS_EVENTS = frozenset({"participant.left", "participant.updated", "session.updated"})
 LastSeqs = Callable[[list[str]], Awaitable[dict[str, int]]]
 REPLAY_PAGE = 500
 
@@ -73,6 +78,9 @@ class Hub:
         # (first and last local subscriber of a session), so one lock is enough.
         self._channel_lock = asyncio.Lock()
         broker.on_resync(self._resync_all)
+        # Whether a principal may still read a session (the app wires the session service);
+        # asked after membership or visibility changes, on every process that has subscribers.
+        self.can_read: CanRead | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it is done."""
@@ -130,8 +138,11 @@ class Hub:
             return
         try:
             feed.accept(event)
-            if event.frame.get("event") == "session.deleted":
+            name = event.frame.get("event")
+            if name == "session.deleted":
                 self._drop_feed_subscribers(feed)
+            elif name in ACCESS_EVENTS:
+                self._access_event(feed, event.frame)
         except Exception:  # never let one delivery fault reach the publisher or the broker
             log.exception("local delivery failed", channel=channel)
 
@@ -376,6 +387,53 @@ class Hub:
             del self._feeds[feed.channel]
             self._ready.pop(feed.channel, None)
         metrics.FEEDS.set(len(self._feeds))
+
+    def _access_event(self, feed: SessionFeed, frame: dict[str, Any]) -> None:
+        data = frame.get("data") or {}
+        name = frame.get("event")
+        if name == "session.updated":
+            if "visibility" not in (data.get("changed") or []):
+                return
+            user_id, reason = None, "the session's visibility changed"
+        elif name == "participant.left":
+            user_id = data.get("user_id")
+            removed = data.get("removed_by")
+            reason = f"removed from the session by {removed}" if removed else "left the session"
+        else:
+            user_id = (data.get("participant") or {}).get("user_id")
+            reason = "the role changed"
+        self._spawn(self._revalidate(feed, user_id, reason))
+
+    async def _revalidate(self, feed: SessionFeed, user_id: str | None, reason: str) -> None:
+        """Drop the subscriptions of ``user_id`` (everyone's when None) that may no longer read
+        the session, each with an ``access_revoked`` error naming the reason."""
+        if self.can_read is None:
+            return
+        verdicts: dict[Principal, bool] = {}
+        for conn in [*feed.live, *feed.replaying]:
+            p = conn.principal
+            if p is None or (user_id is not None and p.user_id != user_id):
+                continue
+            if p not in verdicts:
+                try:
+                    verdicts[p] = await self.can_read(p, feed.session_id)
+                except Exception as exc:
+                    log.warning("access check failed", error=str(exc))
+                    continue
+            if verdicts[p] or not self.subscribed(conn, feed.session_id):
+                continue
+            await self.unsubscribe(conn, feed.session_id)
+            conn.send_frame(
+                error(
+                    None,
+                    ParleyError(
+                        f"you may no longer read this session: {reason}",
+                        code=ErrorCode.ACCESS_REVOKED,
+                        details={"session": feed.session_id, "reason": reason},
+                    ),
+                )
+            )
+            log.info("subscription revoked", session=feed.session_id, user=p.user_id)
 
     def _drop_feed_subscribers(self, feed: SessionFeed) -> None:
         for conn in [*feed.live, *feed.replaying]:

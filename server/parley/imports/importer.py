@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, ParleyError
 from parley.governance.auth import Principal, valid_identifier
 from parley.governance.crypto.columns import seal_values
+from parley.governance.policy import Action
 from parley.ids import new_id, utcnow
 from parley.imports.document import document_update
 from parley.imports.keys import CLIENT_ID_PREFIX, conversation_key, message_key
@@ -41,7 +42,7 @@ from parley.relay import assistants as assistant_rules
 from parley.relay.assistants import Trigger
 from parley.relay.state.base import BusyPolicy
 from parley.sessions import rules
-from parley.sessions.queries import new_event, role_of, session_row
+from parley.sessions.queries import new_event, session_access, session_row
 from parley.sessions.rules import Role, SessionStatus
 from parley.sessions.service import Publisher
 from parley.sessions.views import event_view, message_view, participant_view, session_view
@@ -224,8 +225,8 @@ class Importer:
                     )
                 )
             else:
-                row = session_row(s, p, record.session_id, lock=True)
-                if role_of(s, p.user_id, row.id) not in rules.WRITERS and not p.is_admin:
+                row, access = session_access(s, p, record.session_id, lock=True)
+                if not access.allows(Action.POST) and not p.is_admin:
                     raise Forbidden(
                         "this conversation was imported before into a session you may not "
                         "write to; ask its owner or a tenant admin"

@@ -45,6 +45,14 @@ class Hello(_Frame):
     protocol: Literal[1] = 1
 
 
+class Auth(_Frame):
+    """A fresh token for an authenticated connection (same user and tenant), before the old
+    one expires; the connection then lives until the new token's expiry."""
+
+    type: Literal["auth"]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
 class Subscribe(_Frame):
     type: Literal["subscribe"]
     session: SessionId
@@ -164,6 +172,7 @@ class StreamEnd(_Frame):
 
 ClientFrame = Annotated[
     Hello
+    | Auth
     | Subscribe
     | Unsubscribe
     | Send
@@ -184,7 +193,7 @@ ClientFrame = Annotated[
 ]
 
 CLIENT_FRAME_TYPES = frozenset(
-    {"hello", "subscribe", "unsubscribe", "send", "edit", "delete", "typing", "ping"}
+    {"hello", "auth", "subscribe", "unsubscribe", "send", "edit", "delete", "typing", "ping"}
     | {"doc_join", "doc_leave", "doc"}
     | {"ask", "stop", "streams"}
     | {"stream_start", "stream_delta", "stream_end"}

@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from parley.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from parley.errors import Conflict, InvalidRequest, NotFound
 from parley.governance.auth import Principal, UserKind
+from parley.governance.policy import Action
 from parley.ids import iso, new_id, utcnow
 from parley.relay.providers import KINDS, params_for
 from parley.relay.state import BusyPolicy
 from parley.sessions import rules
-from parley.sessions.queries import role_of, session_row
+from parley.sessions.queries import session_access, session_row
 from parley.sessions.rules import Role
 from parley.sessions.service import SessionService
 from parley.storage import models as m
@@ -223,7 +224,7 @@ class AssistantStore:
             session_row(s, p, session_id)
             rows = s.scalars(
                 select(m.Assistant)
-                .where(m.Assistant.session_id == session_id)
+                .where(m.Assistant.tenant_id == p.tenant_id, m.Assistant.session_id == session_id)
                 .order_by(m.Assistant.created_at, m.Assistant.id)
             ).all()
             return [assistant_view(r) for r in rows]
@@ -235,7 +236,7 @@ class AssistantStore:
 
         def work(s: Session) -> AssistantSpec:
             session_row(s, p, session_id)
-            return AssistantSpec.of(_by_name(s, session_id, name))
+            return AssistantSpec.of(_by_name(s, p.tenant_id, session_id, name))
 
         return await self.db.read(work)
 
@@ -273,7 +274,7 @@ class AssistantStore:
         def work(s: Session) -> dict[str, Any]:
             session_row(s, p, session_id, lock=True)
             _check_manager(s, p, session_id)
-            if _find(s, session_id, name) is not None:
+            if _find(s, p.tenant_id, session_id, name) is not None:
                 raise Conflict(f"the session already has an assistant named {name!r}")
             row = m.Assistant(
                 id=aid,
@@ -322,9 +323,9 @@ class AssistantStore:
         def work(s: Session) -> dict[str, Any]:
             session_row(s, p, session_id, lock=True)
             _check_manager(s, p, session_id)
-            row = _by_name(s, session_id, name)
+            row = _by_name(s, p.tenant_id, session_id, name)
             new_name = changes.get("name", row.name)
-            if new_name.lower() != row.name.lower() and _find(s, session_id, new_name):
+            if new_name.lower() != row.name.lower() and _find(s, p.tenant_id, session_id, new_name):
                 raise Conflict(f"the session already has an assistant named {new_name!r}")
             provider = changes.get("provider", row.provider)
             params = changes.get("params", row.params if "provider" not in changes else {})
@@ -363,9 +364,13 @@ class AssistantStore:
         def work(s: Session) -> AssistantSpec:
             session_row(s, p, session_id, lock=True)
             _check_manager(s, p, session_id)
-            row = _by_name(s, session_id, name)
+            row = _by_name(s, p.tenant_id, session_id, name)
             spec = AssistantSpec.of(row)
-            s.execute(delete(m.Assistant).where(m.Assistant.id == row.id))
+            s.execute(
+                delete(m.Assistant).where(
+                    m.Assistant.tenant_id == p.tenant_id, m.Assistant.id == row.id
+                )
+            )
             return spec
 
         spec = await self.db.write(work)
@@ -373,21 +378,22 @@ class AssistantStore:
         return spec
 
 
-def _find(s: Session, session_id: str, name: str) -> m.Assistant | None:
+def _find(s: Session, tenant_id: str, session_id: str, name: str) -> m.Assistant | None:
     return s.scalar(
         select(m.Assistant).where(
-            m.Assistant.session_id == session_id, func.lower(m.Assistant.name) == name.lower()
+            m.Assistant.tenant_id == tenant_id,
+            m.Assistant.session_id == session_id,
+            func.lower(m.Assistant.name) == name.lower(),
         )
     )
 
 
-def _by_name(s: Session, session_id: str, name: str) -> m.Assistant:
-    row = _find(s, session_id, name) if NAME_RE.match(name) else None
+def _by_name(s: Session, tenant_id: str, session_id: str, name: str) -> m.Assistant:
+    row = _find(s, tenant_id, session_id, name) if NAME_RE.match(name) else None
     if row is None:
         raise NotFound(f"assistant {name[:40]!r} not found in this session")
     return row
 
 
 def _check_manager(s: Session, p: Principal, session_id: str) -> None:
-    if role_of(s, p.user_id, session_id) not in rules.WRITERS:
-        raise Forbidden("only the session's owners and editors may manage its assistants")
+    session_access(s, p, session_id)[1].check(Action.MANAGE, session_id, what="manage assistants")

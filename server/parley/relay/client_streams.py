@@ -103,7 +103,7 @@ class ClientStreams:
         if parent_id is not None:
 
             def check_parent(s: Session) -> None:
-                message_row(s, session_id, parent_id)
+                message_row(s, session_id, parent_id, p.tenant_id)
 
             await relay.service.db.read(check_parent)
         info = StreamInfo(

@@ -248,14 +248,16 @@ def read_branch(
             m.User,
             (m.User.tenant_id == m.Message.tenant_id) & (m.User.id == m.Message.author_id),
         )
-        .where(m.Message.session_id == spec.session_id)
+        .where(m.Message.tenant_id == spec.tenant_id, m.Message.session_id == spec.session_id)
     )
     if prompt_id is not None:
         if not plausible_id(prompt_id):
             raise NotFound(f"message {prompt_id[:80]!r} not found in this session")
         prompt_seq = s.scalar(
             select(m.Message.seq).where(
-                m.Message.id == prompt_id, m.Message.session_id == spec.session_id
+                m.Message.tenant_id == spec.tenant_id,
+                m.Message.id == prompt_id,
+                m.Message.session_id == spec.session_id,
             )
         )
         if prompt_seq is None:
@@ -291,7 +293,9 @@ def read_branch(
             m.Participant,
             (m.Participant.tenant_id == m.User.tenant_id) & (m.Participant.user_id == m.User.id),
         )
-        .where(m.Participant.session_id == spec.session_id)
+        .where(
+            m.Participant.tenant_id == spec.tenant_id, m.Participant.session_id == spec.session_id
+        )
         .order_by(m.Participant.joined_at)
     ).all()
     people = [f"{n} (assistant)" if k == "assistant" else n for n, k in names]

@@ -42,6 +42,7 @@ from parley.broker.base import Broker
 from parley.config import Settings
 from parley.errors import Conflict, ErrorCode, NotFound, ParleyError
 from parley.governance.auth import Principal, UserKind
+from parley.governance.policy import Action
 from parley.ids import iso, new_id, utcnow
 from parley.relay.assistants import USER_PREFIX, AssistantSpec, AssistantStore, Trigger
 from parley.relay.client_streams import CLIENT_PROVIDER, ClientStreams
@@ -73,8 +74,7 @@ from parley.relay.state import (
     StreamStore,
 )
 from parley.relay.text import Coalescer, SurrogateJoiner
-from parley.sessions import rules
-from parley.sessions.queries import message_row, role_of, session_row
+from parley.sessions.queries import message_row, session_access
 from parley.sessions.rules import SessionStatus
 from parley.sessions.service import SessionService
 from parley.storage import models as m
@@ -992,16 +992,17 @@ class Relay:
         """The caller may write in the session (as ``send`` requires), and it is active."""
 
         def work(s: Session) -> None:
-            row = session_row(s, p, session_id)
+            row, access = session_access(s, p, session_id)
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            rules.check_can_write(role_of(s, p.user_id, session_id))
+            if not access.may_self_join:  # open sessions: writing would make them editors
+                access.check(Action.POST, session_id, what="ask or stop assistants")
 
         await self.service.db.read(work)
 
     async def _check_prompt(self, p: Principal, session_id: str, message_id: str) -> None:
         def work(s: Session) -> None:
-            msg = message_row(s, session_id, message_id)
+            msg = message_row(s, session_id, message_id, p.tenant_id)
             if msg.deleted_at is not None:
                 raise Conflict("the prompt message was deleted")
 

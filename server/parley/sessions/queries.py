@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from parley.errors import NotFound
 from parley.governance.auth import Principal
+from parley.governance.policy import Access, Action, Visibility
 from parley.sessions.rules import Role
 from parley.storage import models as m
 
@@ -22,48 +23,108 @@ def plausible_id(value: str) -> bool:
     return bool(_ID_RE.match(value))
 
 
-def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False) -> m.Session:
-    """The session if it is in the caller's tenant; otherwise exactly 'not found'.
+# Built once: this runs on every read and write of a session, and building the statement
+# object costs more CPU than executing its cached compiled form.
+_ACCESS = (
+    select(m.Session, m.Participant.role, m.SessionRemoval.user_id)
+    .outerjoin(
+        m.Participant,
+        and_(
+            m.Participant.session_id == m.Session.id,
+            m.Participant.tenant_id == bindparam("tid"),
+            m.Participant.user_id == bindparam("uid"),
+        ),
+    )
+    .outerjoin(
+        m.SessionRemoval,
+        and_(
+            m.SessionRemoval.session_id == m.Session.id,
+            m.SessionRemoval.tenant_id == bindparam("tid"),
+            m.SessionRemoval.user_id == bindparam("uid"),
+        ),
+    )
+    .where(m.Session.id == bindparam("sid"), m.Session.tenant_id == bindparam("tid"))
+)
+_ACCESS_LOCKED = _ACCESS.with_for_update(of=m.Session)
+
+
+def session_access(
+    s: Session, p: Principal, session_id: str, *, lock: bool = False
+) -> tuple[m.Session, Access]:
+    """The session if it is in the caller's tenant, with the caller's access to it, in one
+    query (the caller's participant row and removal ride along as outer joins). Raises
+    'not found' for another tenant's session and for one the caller may not read.
 
     ``lock`` takes the row lock that serializes writers of one session (PostgreSQL); on SQLite
     the write transaction already holds the database's write lock.
     """
     if not plausible_id(session_id):
         raise NotFound(f"session {session_id[:80]!r} not found")
-    q = select(m.Session).where(m.Session.id == session_id, m.Session.tenant_id == p.tenant_id)
-    if lock:
-        q = q.with_for_update()
-    row = s.scalar(q)
+    q = _ACCESS_LOCKED if lock else _ACCESS
+    found = s.execute(q, {"tid": p.tenant_id, "uid": p.user_id, "sid": session_id}).first()
+    if found is None:
+        raise NotFound(f"session {session_id!r} not found")
+    row, role, removed = found
+    access = Access(
+        p, Visibility(row.visibility), Role(role) if role else None, removed is not None
+    )
+    access.check(Action.READ, session_id)
+    return row, access
+
+
+def locked_session(s: Session, tenant_id: str, session_id: str) -> m.Session:
+    """The session locked for writing, with no read check: only for callers that hold another
+    authorisation (an invitation, a share link). 'Not found' as for any other lookup."""
+    if not plausible_id(session_id):
+        raise NotFound(f"session {session_id[:80]!r} not found")
+    row = s.scalar(
+        select(m.Session)
+        .where(m.Session.id == session_id, m.Session.tenant_id == tenant_id)
+        .with_for_update()
+    )
     if row is None:
         raise NotFound(f"session {session_id!r} not found")
     return row
 
 
-def message_row(s: Session, session_id: str, message_id: str) -> m.Message:
+def session_row(s: Session, p: Principal, session_id: str, *, lock: bool = False) -> m.Session:
+    """The session if the caller may read it (see :func:`session_access`); otherwise exactly
+    'not found'."""
+    return session_access(s, p, session_id, lock=lock)[0]
+
+
+def message_row(s: Session, session_id: str, message_id: str, tenant_id: str) -> m.Message:
     if not plausible_id(message_id):
         raise NotFound(f"message {message_id[:80]!r} not found in this session")
     msg = s.scalar(
-        select(m.Message).where(m.Message.id == message_id, m.Message.session_id == session_id)
+        select(m.Message).where(
+            m.Message.id == message_id,
+            m.Message.session_id == session_id,
+            m.Message.tenant_id == tenant_id,
+        )
     )
     if msg is None:
         raise NotFound(f"message {message_id!r} not found in this session")
     return msg
 
 
-def role_of(s: Session, user_id: str, session_id: str) -> Role | None:
+def role_of(s: Session, user_id: str, session_id: str, tenant_id: str) -> Role | None:
     role = s.scalar(
         select(m.Participant.role).where(
-            m.Participant.session_id == session_id, m.Participant.user_id == user_id
+            m.Participant.session_id == session_id,
+            m.Participant.user_id == user_id,
+            m.Participant.tenant_id == tenant_id,
         )
     )
     return Role(role) if role is not None else None
 
 
 def message_by_client_id(
-    s: Session, session_id: str, author_id: str, client_id: str
+    s: Session, session_id: str, author_id: str, client_id: str, tenant_id: str
 ) -> m.Message | None:
     return s.scalar(
         select(m.Message).where(
+            m.Message.tenant_id == tenant_id,
             m.Message.session_id == session_id,
             m.Message.author_id == author_id,
             m.Message.client_id == client_id,
@@ -71,12 +132,12 @@ def message_by_client_id(
     )
 
 
-def tags_of(s: Session, session_ids: list[str]) -> dict[str, list[str]]:
+def tags_of(s: Session, session_ids: list[str], tenant_id: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {sid: [] for sid in session_ids}
     if session_ids:
         rows = s.execute(
             select(m.SessionTag.session_id, m.SessionTag.tag).where(
-                m.SessionTag.session_id.in_(session_ids)
+                m.SessionTag.tenant_id == tenant_id, m.SessionTag.session_id.in_(session_ids)
             )
         )
         for sid, tag in rows:

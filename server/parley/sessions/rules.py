@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from parley.errors import ErrorCode, Forbidden, InvalidRequest
+from parley.errors import ErrorCode, InvalidRequest
 
 MAX_TITLE = 500
 MAX_TAGS = 32
@@ -30,7 +30,7 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-WRITERS = frozenset({Role.OWNER, Role.EDITOR})
+# Who may do what with these roles is decided in ``parley.governance.policy``.
 
 
 def check_storable(label: str, value: Any) -> None:
@@ -98,20 +98,3 @@ def check_client_id(client_id: str | None) -> None:
     if not 1 <= len(client_id) <= 128:
         raise InvalidRequest("client_id (or Idempotency-Key) must be 1-128 characters")
     check_storable("client_id", client_id)
-
-
-def check_can_write(role: Role | None) -> None:
-    """Writing messages needs owner or editor; a non-participant joins as editor on first write."""
-    if role is not None and role not in WRITERS:
-        raise Forbidden(f"role {role} may not write messages in this session")
-
-
-def check_can_change_message(actor: str, author: str, role: Role | None, *, deleting: bool) -> None:
-    """Authors who may still write edit and delete their own messages; owners may also delete
-    others'."""
-    if actor == author:
-        check_can_write(role)
-        return
-    if deleting and role is Role.OWNER:
-        return
-    raise Forbidden("only the author may " + ("delete" if deleting else "edit") + " this message")

@@ -7,18 +7,20 @@ Each method validates its input, runs one unit of work (a synchronous function o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from parley.attachments import refs as attachment_refs
-from parley.errors import Conflict, ErrorCode, Forbidden, InvalidRequest, NotFound
+from parley.errors import Conflict, ErrorCode, InvalidRequest, NotFound
+from parley.governance import audit
 from parley.governance.auth import Principal, valid_identifier
+from parley.governance.policy import Access, Action, Visibility, check_change_message, may_grant
 from parley.ids import new_id, utcnow
 from parley.sessions import rules
 from parley.sessions.queries import (
@@ -26,7 +28,7 @@ from parley.sessions.queries import (
     message_row,
     new_event,
     plausible_id,
-    role_of,
+    session_access,
     session_row,
     tags_of,
 )
@@ -53,6 +55,9 @@ class Publisher(Protocol):
         """Publish an event that is not stored (typing, deletion notices)."""
 
 
+AccessListener = Callable[[str, str, str | None], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class PostResult:
     message: dict[str, Any]
@@ -70,12 +75,24 @@ class _Duplicate(Exception):
 class SessionService:
     """Sessions, messages and participants for authenticated principals, tenant-scoped."""
 
-    def __init__(self, db: Database, publisher: Publisher, *, max_text_chars: int = 32_000):
+    def __init__(
+        self,
+        db: Database,
+        publisher: Publisher,
+        *,
+        max_text_chars: int = 32_000,
+        default_visibility: Visibility = Visibility.OPEN,
+    ):
         self.db = db
         self.event_log = EventLog(db)
         self.publisher = publisher
         self.max_text_chars = max_text_chars
+        self.default_visibility = default_visibility
         self._known_principals: set[tuple[str, str, str, str]] = set()
+        # Told (tenant, session, user or None for everyone) after a change that can take
+        # access away, so every process drops what the user may no longer see (app.py wires it
+        # to the document channels; the hub reacts to the durable events themselves).
+        self.access_listeners: list[AccessListener] = []
 
     # -- principals -------------------------------------------------------------------------
 
@@ -120,6 +137,7 @@ class SessionService:
         title: str = "",
         metadata: dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        visibility: Visibility | None = None,
     ) -> dict[str, Any]:
         await self.ensure_principal(p)
         title = rules.clean_title(title)
@@ -140,6 +158,7 @@ class SessionService:
                 created_at=now,
                 updated_at=now,
                 last_seq=2,
+                visibility=str(visibility or self.default_visibility),
             )
             s.add(row)
             s.flush()  # the session row first: the rows below reference it
@@ -177,7 +196,7 @@ class SessionService:
     async def get_session(self, p: Principal, session_id: str) -> dict[str, Any]:
         def work(s: Session) -> dict[str, Any]:
             row = session_row(s, p, session_id)
-            return session_view(row, tags_of(s, [session_id])[session_id])
+            return session_view(row, tags_of(s, [session_id], p.tenant_id)[session_id])
 
         return await self.db.read(work)
 
@@ -193,6 +212,22 @@ class SessionService:
         """Newest first. ``cursor`` is the ``next_cursor`` of the previous page."""
         limit = max(1, min(limit, 200))
         q = select(m.Session).where(m.Session.tenant_id == p.tenant_id)
+        if not p.is_admin:
+            mine = select(m.Participant.session_id).where(
+                m.Participant.tenant_id == p.tenant_id, m.Participant.user_id == p.user_id
+            )
+            removed = select(m.SessionRemoval.session_id).where(
+                m.SessionRemoval.tenant_id == p.tenant_id, m.SessionRemoval.user_id == p.user_id
+            )
+            q = q.where(
+                or_(
+                    m.Session.id.in_(mine),
+                    and_(
+                        m.Session.visibility != Visibility.PRIVATE.value,
+                        m.Session.id.not_in(removed),
+                    ),
+                )
+            )
         if status is not None:
             q = q.where(m.Session.status == status.value)
         if tag is not None:
@@ -212,7 +247,7 @@ class SessionService:
             rows = list(s.scalars(q).all())
             more = len(rows) > limit
             rows = rows[:limit]
-            tags = tags_of(s, [r.id for r in rows])
+            tags = tags_of(s, [r.id for r in rows], p.tenant_id)
             items = [session_view(r, tags[r.id]) for r in rows]
             return items, (rows[-1].id if more and rows else None)
 
@@ -227,6 +262,7 @@ class SessionService:
         metadata: dict[str, Any] | None = None,
         tags: list[str] | None = None,
         status: SessionStatus | None = None,
+        visibility: Visibility | None = None,
     ) -> dict[str, Any]:
         new_title = rules.clean_title(title) if title is not None else None
         new_tags = rules.clean_tags(tags) if tags is not None else None
@@ -235,10 +271,22 @@ class SessionService:
         now = utcnow()
 
         def work(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            row = session_row(s, p, session_id, lock=True)
-            if role_of(s, p.user_id, session_id) not in rules.WRITERS:
-                raise Forbidden("only the session's owners and editors may change it")
+            row, access = session_access(s, p, session_id, lock=True)
+            access.check(Action.MANAGE, session_id)
             changed: list[str] = []
+            if visibility is not None and visibility.value != row.visibility:
+                access.check(Action.ADMINISTER, session_id, what="change the visibility")
+                audit.record_in(
+                    s,
+                    p,
+                    "session.visibility",
+                    "session",
+                    session_id,
+                    client=client,
+                    details={"from": row.visibility, "to": visibility.value},
+                )
+                row.visibility = visibility.value
+                changed.append("visibility")
             if new_title is not None:
                 row.title = new_title
                 changed.append("title")
@@ -249,18 +297,23 @@ class SessionService:
                 row.status = status.value
                 changed.append("status")
             if new_tags is not None:
-                s.execute(delete(m.SessionTag).where(m.SessionTag.session_id == session_id))
+                s.execute(
+                    delete(m.SessionTag).where(
+                        m.SessionTag.tenant_id == p.tenant_id,
+                        m.SessionTag.session_id == session_id,
+                    )
+                )
                 s.add_all(
                     m.SessionTag(session_id=session_id, tag=t, tenant_id=p.tenant_id)
                     for t in new_tags
                 )
                 changed.append("tags")
             if not changed:
-                return session_view(row, tags_of(s, [session_id])[session_id]), []
+                return session_view(row, tags_of(s, [session_id], p.tenant_id)[session_id]), []
             row.last_seq += 1
             row.updated_at = now
             s.flush()
-            view = session_view(row, tags_of(s, [session_id])[session_id])
+            view = session_view(row, tags_of(s, [session_id], p.tenant_id)[session_id])
             ev = new_event(
                 p,
                 session_id,
@@ -272,26 +325,43 @@ class SessionService:
             s.add(ev)
             return view, [event_view(ev)]
 
+        client = audit.client_address()
         view, frames = await self.db.write(work)
         await self._publish(p.tenant_id, session_id, frames)
+        if frames and "visibility" in frames[0]["data"]["changed"]:
+            await self._access_changed(p.tenant_id, session_id, None)
         return view
 
     async def delete_session(self, p: Principal, session_id: str) -> None:
         """Remove the session and everything in it. Subscribers get ``session.deleted``."""
 
         def work(s: Session) -> None:
-            session_row(s, p, session_id, lock=True)
-            if role_of(s, p.user_id, session_id) is not Role.OWNER:
-                raise Forbidden("only the session's owners may delete it")
-            for table in (m.Event, m.Message, m.Participant, m.SessionTag):
-                s.execute(delete(table).where(table.session_id == session_id))
+            _, access = session_access(s, p, session_id, lock=True)
+            access.check(Action.ADMINISTER, session_id, what="delete the session")
+            for table in (
+                m.Event,
+                m.Message,
+                m.Participant,
+                m.SessionTag,
+                m.SessionRemoval,
+                m.Invitation,
+                m.ShareLink,
+            ):
+                s.execute(
+                    delete(table).where(
+                        table.tenant_id == p.tenant_id, table.session_id == session_id
+                    )
+                )
             s.execute(
                 delete(m.Session).where(
                     m.Session.id == session_id, m.Session.tenant_id == p.tenant_id
                 )
             )
+            audit.record_in(s, p, "session.delete", "session", session_id, client=client)
 
+        client = audit.client_address()
         await self.db.write(work)
+        audit.mark_recorded()
         try:
             await self.publisher.publish_ephemeral(
                 p.tenant_id, session_id, "session.deleted", {"session": session_id, "by": p.user_id}
@@ -329,22 +399,25 @@ class SessionService:
         now = utcnow()
 
         def work(s: Session) -> tuple[PostResult, list[dict[str, Any]]]:
-            row = session_row(s, p, session_id, lock=True)
+            row, access = session_access(s, p, session_id, lock=True)
             if client_id is not None:
-                existing = message_by_client_id(s, session_id, p.user_id, client_id)
+                existing = message_by_client_id(s, session_id, p.user_id, client_id, p.tenant_id)
                 if existing is not None:
                     raise _Duplicate(PostResult(message_view(existing), existing.seq, True))
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            role = role_of(s, p.user_id, session_id)
-            rules.check_can_write(role)
+            role = access.role
+            if not access.may_self_join:
+                access.check(Action.POST, session_id)
             if parent_id is not None:
                 parent = (
                     None
                     if not plausible_id(parent_id)
                     else s.scalar(
                         select(m.Message.id).where(
-                            m.Message.id == parent_id, m.Message.session_id == session_id
+                            m.Message.id == parent_id,
+                            m.Message.session_id == session_id,
+                            m.Message.tenant_id == p.tenant_id,
                         )
                     )
                 )
@@ -408,7 +481,7 @@ class SessionService:
                 raise
 
             def first(s: Session) -> PostResult | None:
-                existing = message_by_client_id(s, session_id, p.user_id, client_id)
+                existing = message_by_client_id(s, session_id, p.user_id, client_id, p.tenant_id)
                 return PostResult(message_view(existing), existing.seq, True) if existing else None
 
             earlier = await self.db.read(first)
@@ -439,15 +512,13 @@ class SessionService:
         now = utcnow()
 
         def work(s: Session) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
-            row = session_row(s, p, session_id, lock=True)
+            row, access = session_access(s, p, session_id, lock=True)
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            msg = message_row(s, session_id, message_id)
+            msg = message_row(s, session_id, message_id, p.tenant_id)
             if msg.deleted_at is not None:
                 raise Conflict("the message was deleted")
-            rules.check_can_change_message(
-                p.user_id, msg.author_id, role_of(s, p.user_id, session_id), deleting=False
-            )
+            check_change_message(access, p.user_id, msg.author_id, deleting=False)
             if text is not None:
                 msg.text = text
             if parts is not None:
@@ -476,15 +547,13 @@ class SessionService:
         now = utcnow()
 
         def work(s: Session) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
-            row = session_row(s, p, session_id, lock=True)
+            row, access = session_access(s, p, session_id, lock=True)
             if row.status != SessionStatus.ACTIVE.value:
                 raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            msg = message_row(s, session_id, message_id)
+            msg = message_row(s, session_id, message_id, p.tenant_id)
             if msg.deleted_at is not None:
                 raise Conflict("the message was already deleted")
-            rules.check_can_change_message(
-                p.user_id, msg.author_id, role_of(s, p.user_id, session_id), deleting=True
-            )
+            check_change_message(access, p.user_id, msg.author_id, deleting=True)
             msg.text, msg.parts, msg.meta, msg.deleted_at = "", None, {}, now
             attachment_refs.link(s, session_id, msg.id, [])  # now unreferenced: collectable
             row.last_seq += 1
@@ -509,7 +578,11 @@ class SessionService:
     ) -> list[dict[str, Any]]:
         """Messages with ``after_seq < seq < before_seq``, oldest first."""
         limit = max(1, min(limit, MAX_PAGE))
-        q = select(m.Message).where(m.Message.session_id == session_id, m.Message.seq > after_seq)
+        q = select(m.Message).where(
+            m.Message.tenant_id == p.tenant_id,
+            m.Message.session_id == session_id,
+            m.Message.seq > after_seq,
+        )
         if before_seq is not None:
             q = q.where(m.Message.seq < before_seq)
         q = q.order_by(m.Message.seq).limit(limit)
@@ -539,7 +612,9 @@ class SessionService:
                     (m.User.tenant_id == m.Participant.tenant_id)
                     & (m.User.id == m.Participant.user_id),
                 )
-                .where(m.Participant.session_id == session_id)
+                .where(
+                    m.Participant.tenant_id == p.tenant_id, m.Participant.session_id == session_id
+                )
                 .order_by(m.Participant.joined_at, m.Participant.user_id)
             ).all()
             return [participant_view(part, user) for part, user in rows]
@@ -549,69 +624,114 @@ class SessionService:
     async def add_participant(
         self, p: Principal, session_id: str, user_id: str, role: Role
     ) -> dict[str, Any]:
-        """Add a tenant user or change their role; only owners may grant or change owners."""
+        """Add a tenant user or change their role (``governance.policy.may_grant`` says who
+        may). Adding someone lifts an earlier removal."""
         now = utcnow()
 
         def work(s: Session) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            row = session_row(s, p, session_id, lock=True)
-            my_role = role_of(s, p.user_id, session_id)
-            if my_role not in rules.WRITERS or (role is Role.OWNER and my_role is not Role.OWNER):
-                raise Forbidden("you may not grant this role in this session")
+            row, access = session_access(s, p, session_id, lock=True)
             user = s.get(m.User, (p.tenant_id, user_id)) if valid_identifier(user_id) else None
             if user is None:
+                access.check(Action.MANAGE, session_id, what="add participants")
                 raise NotFound(f"user {user_id!r} does not exist in this tenant")
-            part = s.get(m.Participant, (session_id, user_id))
-            if part is not None and part.role == Role.OWNER.value and my_role is not Role.OWNER:
-                raise Forbidden("only owners may change an owner's role")
-            if part is not None and part.role == role.value:
-                return participant_view(part, user), []
-            name = "participant.joined" if part is None else "participant.updated"
-            if part is None:
-                part = m.Participant(
-                    session_id=session_id,
-                    user_id=user_id,
-                    tenant_id=p.tenant_id,
-                    role=role.value,
-                    joined_at=now,
-                )
-                s.add(part)
-            else:
-                part.role = role.value
-            row.last_seq += 1
-            row.updated_at = now
-            view = participant_view(part, user)
-            ev = new_event(p, session_id, row.last_seq, name, {"participant": view}, now)
-            s.add(ev)
-            return view, [event_view(ev)]
+            result = grant_role(s, p, row, access, user, role, now)
+            audit.record_in(
+                s,
+                p,
+                "participant.grant",
+                "session",
+                session_id,
+                client=client,
+                details={"user_id": user_id, "role": str(role)},
+            )
+            return result
 
+        client = audit.client_address()
         view, frames = await self.db.write(work)
+        audit.mark_recorded()
         await self._publish(p.tenant_id, session_id, frames)
+        if frames:
+            await self._access_changed(p.tenant_id, session_id, user_id)
         return view
 
     async def remove_participant(self, p: Principal, session_id: str, user_id: str) -> None:
-        """Owners remove anyone; everyone may leave."""
+        """Owners and tenant admins remove anyone; everyone may leave. A removal is remembered
+        (``session_removals``): the user cannot come back by writing or reading an open session
+        until an owner, an admin or an invitation re-adds them. Every process then drops their
+        subscriptions and document connections to the session."""
         now = utcnow()
 
         def work(s: Session) -> list[dict[str, Any]]:
-            row = session_row(s, p, session_id, lock=True)
-            if user_id != p.user_id and role_of(s, p.user_id, session_id) is not Role.OWNER:
-                raise Forbidden("only the session's owners may remove others")
+            row, access = session_access(s, p, session_id, lock=True)
+            if user_id != p.user_id:
+                access.check(Action.ADMINISTER, session_id, what="remove others")
             part = (
-                s.get(m.Participant, (session_id, user_id)) if valid_identifier(user_id) else None
+                s.scalar(
+                    select(m.Participant).where(
+                        m.Participant.tenant_id == p.tenant_id,
+                        m.Participant.session_id == session_id,
+                        m.Participant.user_id == user_id,
+                    )
+                )
+                if valid_identifier(user_id)
+                else None
             )
             if part is None:
                 raise NotFound(f"{user_id!r} is not a participant of this session")
             s.delete(part)
+            if user_id != p.user_id:
+                # A participant has no removal row (granting a role deletes it).
+                s.add(
+                    m.SessionRemoval(
+                        session_id=session_id,
+                        user_id=user_id,
+                        tenant_id=p.tenant_id,
+                        removed_by=p.user_id,
+                        removed_at=now,
+                    )
+                )
             row.last_seq += 1
             row.updated_at = now
-            ev = new_event(
-                p, session_id, row.last_seq, "participant.left", {"user_id": user_id}, now
-            )
+            data: dict[str, Any] = {"user_id": user_id}
+            if user_id != p.user_id:
+                data["removed_by"] = p.user_id
+            ev = new_event(p, session_id, row.last_seq, "participant.left", data, now)
             s.add(ev)
+            audit.record_in(
+                s,
+                p,
+                "participant.remove",
+                "session",
+                session_id,
+                client=client,
+                details={"user_id": user_id},
+            )
             return [event_view(ev)]
 
+        client = audit.client_address()
         frames = await self.db.write(work)
+        audit.mark_recorded()
         await self._publish(p.tenant_id, session_id, frames)
+        await self._access_changed(p.tenant_id, session_id, user_id)
+
+    async def can_read(self, p: Principal, session_id: str) -> bool:
+        """Whether ``p`` may read the session now (False also when it is gone)."""
+        try:
+            await self.access_of(p, session_id)
+        except NotFound:
+            return False
+        return True
+
+    async def access_of(self, p: Principal, session_id: str) -> Access:
+        """The caller's access to a session they may read (else ``NotFound``)."""
+        return await self.db.read(lambda s: session_access(s, p, session_id)[1])
+
+    async def _access_changed(self, tenant_id: str, session_id: str, user_id: str | None) -> None:
+        for listener in self.access_listeners:
+            try:
+                await listener(tenant_id, session_id, user_id)
+            except Exception:
+                log.exception("announcing an access change failed", session=session_id)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -624,3 +744,62 @@ class SessionService:
             await self.publisher.publish(tenant_id, session_id, frames)
         except Exception:
             log.exception("publishing committed events failed", session=session_id)
+
+
+def grant_role(
+    s: Session,
+    p: Principal,
+    row: m.Session,
+    access: Access,
+    user: m.User,
+    role: Role,
+    now: Any,
+    *,
+    authorised: bool = False,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Make ``user`` a participant with ``role`` (or change their role) inside a unit of work
+    that holds the session lock; lifts a removal. Returns the participant view and the event
+    frames to publish (none when nothing changed). Checks that ``access`` may grant it, unless
+    the grant is ``authorised`` otherwise (an invitation, a share link)."""
+    session_id = row.id
+    part = s.scalar(
+        select(m.Participant).where(
+            m.Participant.tenant_id == p.tenant_id,
+            m.Participant.session_id == session_id,
+            m.Participant.user_id == user.id,
+        )
+    )
+    removal = s.scalar(
+        select(m.SessionRemoval).where(
+            m.SessionRemoval.tenant_id == p.tenant_id,
+            m.SessionRemoval.session_id == session_id,
+            m.SessionRemoval.user_id == user.id,
+        )
+    )
+    target_role = Role(part.role) if part is not None else None
+    if not authorised and not may_grant(
+        access, role, target_removed=removal is not None, target_role=target_role
+    ):
+        access.check(Action.ADMINISTER, session_id, what=f"grant the role {role} here")
+    if removal is not None:
+        s.delete(removal)
+    if part is not None and part.role == role.value:
+        return participant_view(part, user), []
+    name = "participant.joined" if part is None else "participant.updated"
+    if part is None:
+        part = m.Participant(
+            session_id=session_id,
+            user_id=user.id,
+            tenant_id=p.tenant_id,
+            role=role.value,
+            joined_at=now,
+        )
+        s.add(part)
+    else:
+        part.role = role.value
+    row.last_seq += 1
+    row.updated_at = now
+    view = participant_view(part, user)
+    ev = new_event(p, session_id, row.last_seq, name, {"participant": view}, now)
+    s.add(ev)
+    return view, [event_view(ev)]

@@ -15,6 +15,7 @@ def session_view(row: m.Session, tags: list[str]) -> dict[str, Any]:
         "metadata": row.meta,
         "tags": sorted(tags),
         "status": row.status,
+        "visibility": row.visibility,
         "created_by": row.created_by,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),

@@ -83,6 +83,8 @@ class Session(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seq: Mapped[int] = mapped_column(BigInteger)
+    # Who may read it besides its participants (governance/policy.py): private | tenant | open
+    visibility: Mapped[str] = mapped_column(String(16), server_default="open")
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
         Index(None, "tenant_id", "status", "id"),
@@ -214,6 +216,95 @@ class Assistant(Base):
         ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
         UniqueConstraint("session_id", "name"),
         Index(None, "tenant_id", "session_id"),
+    )
+
+
+# -- governance (governance/): removals, sharing, the audit trail ----------------------------
+# A removal is remembered so that a removed user cannot walk back in by writing or reading an
+# open session; an owner, a tenant admin or an invitation lifts it. Share-link secrets are
+# stored only as their SHA-256. The audit log is hash-chained per tenant; ``audit_heads`` holds
+# each chain's head and is the row a writer locks to append.
+
+
+class SessionRemoval(Base):
+    __tablename__ = "session_removals"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    removed_by: Mapped[str] = mapped_column(String(128))
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "tenant_id", "session_id"),
+        Index(None, "tenant_id", "user_id"),
+    )
+
+
+class ShareLink(Base):
+    __tablename__ = "share_links"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    max_uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    uses: Mapped[int] = mapped_column(Integer)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "tenant_id", "session_id"),
+    )
+
+
+class AuditHead(Base):
+    """The newest link of a tenant's audit chain; appenders lock this row."""
+
+    __tablename__ = "audit_heads"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """One audited action. ``hash`` covers every other field and ``prev_hash``."""
+
+    __tablename__ = "audit_log"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(200))
+    client: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    result: Mapped[str] = mapped_column(String(16))  # ok | denied | error
+    code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(Json)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (
+        Index(None, "tenant_id", "actor", "seq"),
+        Index(None, "tenant_id", "target_id", "seq"),
+        Index(None, "tenant_id", "at"),
     )
 
 
