@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
 from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import search as search_api
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
 from parley.config import Settings
@@ -171,6 +172,7 @@ def create_app(
         *participants.routes,
         *documents.routes,
         *assistants.routes,
+        *search_api.routes,
     ]
     app = Starlette(
         routes=[
