@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
 from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import insights as insights_api
 from parley.api import search as search_api
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
@@ -26,6 +27,7 @@ from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
+from parley.intelligence.wiring import Intelligence
 from parley.presence import create_presence_store
 from parley.relay.publisher import ObservingPublisher
 from parley.relay.service import Relay
@@ -145,6 +147,9 @@ def create_app(
         await relay.start()
         publisher.observer = relay.observe
         app.state.relay = relay
+        intelligence = Intelligence(settings, db, publisher, relay.registry)
+        await intelligence.start()
+        app.state.intelligence = intelligence
         app.state.settings = settings
         app.state.db = db
         app.state.broker = the_broker
@@ -158,6 +163,7 @@ def create_app(
         try:
             yield
         finally:
+            await intelligence.stop()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
@@ -173,6 +179,7 @@ def create_app(
         *documents.routes,
         *assistants.routes,
         *search_api.routes,
+        *insights_api.routes,
     ]
     app = Starlette(
         routes=[

@@ -63,3 +63,8 @@ RELAY_DELTAS = Counter("parley_relay_delta_events_total", "Coalesced delta event
 RELAY_REAPED = Counter(
     "parley_relay_reaped_total", "Streams of processes that died, stored as interrupted."
 )
+
+# -- conversation intelligence ---------------------------------------------------------------
+ANALYSIS_JOBS = Counter(
+    "parley_analysis_jobs_total", "Session analyses run by this process, by outcome.", ["outcome"]
+)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, body, principal, resource
 from parley.errors import InvalidRequest
-from parley.intelligence.search import SearchQuery, backend_for, search
+from parley.intelligence.search import SearchQuery, search
 from parley.storage.database import Database
 
 _PARAMS = [
@@ -55,7 +55,7 @@ def _query_from_params(request: Request) -> SearchQuery:
 async def _run(request: Request, query: SearchQuery) -> Response:
     p = await principal(request)
     db: Database = request.app.state.db
-    backend = backend_for(db.is_sqlite)
+    backend = request.app.state.intelligence.search
     result = await db.read(lambda s: search(s, p, query, backend))
     return JSONResponse(result)
 
