@@ -16,6 +16,7 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
+from parley.api import analytics as analytics_api
 from parley.api import assistants, documents, health, messages, participants, sessions
 from parley.api import insights as insights_api
 from parley.api import search as search_api
@@ -180,6 +181,7 @@ def create_app(
         *assistants.routes,
         *search_api.routes,
         *insights_api.routes,
+        *analytics_api.routes,
     ]
     app = Starlette(
         routes=[
