@@ -3,13 +3,16 @@ with safe highlights, facets, filters, read scope, index kept in step with edits
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from pycrdt import Map
 
-from tests.support import RunningServer
+from parley.config import Settings
+from tests.fakes.llm_server import FakeLLM, Reply
+from tests.support import RunningServer, start_server
 from tests.ysupport import yjs_client
 
 
@@ -196,3 +199,67 @@ async def test_annotations_are_found(server: RunningServer) -> None:
         (hit,) = result["items"]
         assert (hit["kind"], hit["ref_id"], hit["author"]) == ("annotation", "n1", "alice")
         assert "&lt;script&gt; <mark>numbers</mark>" in hit["snippet"]["html"]
+
+
+async def test_sentences_parse_to_editable_queries_that_search(server: RunningServer) -> None:
+    async with server.http("alice") as alice, server.http("bob") as bob:
+        mine = (await alice.post("/sessions", json={"title": "models"})).json()["id"]
+        theirs = (await bob.post("/sessions", json={"title": "other"})).json()["id"]
+        await post(alice, mine, "We compared two AI models today")
+        await post(bob, theirs, "AI is everywhere")
+        r = await alice.post(
+            "/search/parse", json={"q": "show me my conversations about AI from this week"}
+        )
+        assert r.status_code == 200, r.text
+        parsed = r.json()
+        assert parsed["method"] == "rules"
+        assert parsed["fallback"] is None
+        query = parsed["query"]
+        assert query["q"] == "ai"
+        assert query["participant"] == "alice"
+        assert "from" in query
+        assert parsed["notes"]
+        found = await alice.post("/search", json=query)
+        assert found.status_code == 200, found.text
+        assert {i["session"]["id"] for i in found.json()["items"]} == {mine}
+        edited = {**query, "participant": "bob"}
+        found = await alice.post("/search", json=edited)
+        assert {i["session"]["id"] for i in found.json()["items"]} == {theirs}
+        for bad in ({}, {"q": ""}, {"q": "x" * 501}, {"q": "ai", "now": "2020-01-01"}):
+            assert (await alice.post("/search/parse", json=bad)).status_code == 422
+
+
+async def test_llm_parses_queries_when_configured_and_rules_catch_bad_output(
+    sqlite_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    async with FakeLLM() as fake:
+        settings = settings_factory(
+            database_url=sqlite_url,
+            intelligence_llm_provider="anthropic",
+            intelligence_llm_model="claude-test",
+            relay_anthropic_base_url=fake.anthropic_url,
+            relay_anthropic_api_key="sk-ant-test-intel-0123456789",
+        )
+        async with start_server(settings) as server, server.http() as h:
+            fake.script(
+                Reply(chunks=['{"q": "ai", ', '"participant": "alice", "status": "active"}'])
+            )
+            r = (await h.post("/search/parse", json={"q": "my open chats on AI"})).json()
+            assert r["method"] == "llm"
+            assert r["query"] == {"q": "ai", "participant": "alice", "status": "active"}
+            assert "alice" in fake.requests[-1].body["system"]
+            for junk in (
+                "Sure! Here are your filters.",
+                '{"q": "ai", "colour": "red"}',
+                '{"status": "deleted"}',
+                '{"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}',
+            ):
+                fake.script(Reply(chunks=[junk]))
+                r = (await h.post("/search/parse", json={"q": "my chats about AI"})).json()
+                assert r["method"] == "rules", junk
+                assert r["fallback"] == "the LLM's answer did not fit the schema"
+                assert r["query"] == {"q": "ai", "participant": "alice"}
+            fake.script(Reply(status=500, error="server"), Reply(status=500, error="server"))
+            r = (await h.post("/search/parse", json={"q": "my chats about AI"})).json()
+            assert r["method"] == "rules"
+            assert r["fallback"] == "the LLM did not answer"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, body, principal, resource
 from parley.errors import InvalidRequest
+from parley.ids import utcnow
+from parley.intelligence import nlparse
 from parley.intelligence.search import SearchQuery, search
 from parley.storage.database import Database
 
@@ -72,4 +74,24 @@ async def search_post(request: Request) -> Response:
     return await _run(request, await body(request, SearchQuery))
 
 
-routes = [resource("/search", GET=search_get, POST=search_post)]
+class ParseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    q: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+@api
+async def parse_query(request: Request) -> Response:
+    """A sentence as a structured query the user can see, edit and ``POST /search``."""
+    p = await principal(request)
+    req = await body(request, ParseRequest)
+    intel = request.app.state.intelligence
+    result = await nlparse.parse(
+        req.q, now=utcnow(), me=p.user_id, tenant_id=p.tenant_id, llm=intel.llm
+    )
+    return JSONResponse(result)
+
+
+routes = [
+    resource("/search", GET=search_get, POST=search_post),
+    resource("/search/parse", POST=parse_query),
+]

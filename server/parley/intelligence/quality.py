@@ -13,6 +13,7 @@ Each part is reported beside the score, so a low score points at its cause.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 WEIGHTS = {"tone": 0.35, "answered": 0.25, "assistant_ok": 0.20, "engagement": 0.20}
@@ -44,5 +45,5 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100.0 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(p / 100.0 * len(ordered))))
     return round(ordered[rank - 1], 3)
