@@ -236,3 +236,44 @@ async def test_jobs_are_durable_and_wait_for_a_worker(
     async with start_server(busy) as server, server.http() as h:
         data = await analysed(h, sid)
         assert data["messages"][0]["intent"] == "question"
+
+
+async def test_related_sessions_by_tfidf(intel: RunningServer) -> None:
+    async with intel.http("alice") as alice:
+        topics = {
+            "billing": [
+                "The invoice total is wrong after the refund",
+                "Refund the invoice and check the payment plan",
+            ],
+            "billing2": [
+                "Another refund request: the invoice was charged twice",
+                "Payment plan changes need a new invoice",
+            ],
+            "deploy": [
+                "The kubernetes rollout failed in staging",
+                "Rollback the deployment and check the pipeline",
+            ],
+        }
+        ids = {}
+        for name, texts in topics.items():
+            ids[name] = (await alice.post("/sessions", json={"title": name})).json()["id"]
+            for text in texts:
+                await post(alice, ids[name], text)
+        for sid in ids.values():
+            await analysed(alice, sid)
+        r = await alice.get(f"/sessions/{ids['billing']}/related")
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert data["method"] == "tfidf"
+        assert data["items"][0]["session"]["id"] == ids["billing2"]
+        assert {"invoice", "refund"} & set(data["items"][0]["shared_terms"])
+        assert ids["deploy"] not in [i["session"]["id"] for i in data["items"]][:1]
+        assert ids["billing"] not in [i["session"]["id"] for i in data["items"]]
+        assert (await alice.get(f"/sessions/{ids['billing']}/related?limit=0")).status_code == 422
+    async with intel.http("eve", "evil") as eve:
+        assert (await eve.get(f"/sessions/{ids['billing']}/related")).status_code == 404
+        other = (await eve.post("/sessions", json={"title": "x"})).json()["id"]
+        await post(eve, other, "invoice refund payment plan invoice")
+        await analysed(eve, other)
+        found = (await eve.get(f"/sessions/{other}/related")).json()["items"]
+        assert found == []  # acme's sessions are never related to evil's

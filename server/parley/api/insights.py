@@ -9,8 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.api.common import JSONResponse, api, body, principal, resource, service
+from parley.api.common import (
+    JSONResponse,
+    api,
+    body,
+    int_param,
+    principal,
+    resource,
+    service,
+)
 from parley.intelligence.insights import decide_suggestion, insights
+from parley.intelligence.related import related_sessions
 from parley.intelligence.wiring import Intelligence
 from parley.storage.database import Database
 
@@ -69,6 +78,16 @@ async def get_insights(request: Request) -> Response:
     return JSONResponse(await db.read(lambda s: insights(s, p, sid)))
 
 
+@api
+async def get_related(request: Request) -> Response:
+    """Sessions like this one (``?limit=``, default 10), with the terms they share."""
+    p = await principal(request)
+    db: Database = request.app.state.db
+    sid = request.path_params["session_id"]
+    limit = int_param(request, "limit", 10, lo=1, hi=50) or 10
+    return JSONResponse(await db.read(lambda s: related_sessions(s, p, sid, limit)))
+
+
 async def _decide(request: Request, accept: bool) -> Response:
     p = await principal(request)
     result = await decide_suggestion(
@@ -91,6 +110,7 @@ routes = [
     resource("/sessions/{session_id}/summary", GET=get_summary, POST=post_summary),
     resource("/sessions/{session_id}/seen", PUT=put_seen),
     resource("/sessions/{session_id}/insights", GET=get_insights),
+    resource("/sessions/{session_id}/related", GET=get_related),
     resource("/sessions/{session_id}/tag-suggestions/{tag}/accept", POST=accept_tag),
     resource("/sessions/{session_id}/tag-suggestions/{tag}/reject", POST=reject_tag),
 ]
