@@ -47,7 +47,7 @@ class Loaded:
     messages: list[
         tuple[str, int, str, str, str | None, str]
     ]  # id, seq, author, text, parent, kind
-    known: dict[str, tuple[str, str]]  # message id -> (text hash, intent)
+    known: dict[str, tuple[str, str, float, str]]  # id -> (text hash, intent, sentiment, label)
     decided: dict[str, str]  # tag -> suggestion status
     tenant_tags: list[str]
     df: Counter[str] = field(default_factory=Counter)
@@ -85,10 +85,14 @@ def load(s: Session, session_id: str) -> Loaded | None:
         .limit(MAX_MESSAGES)
     ).all()
     known = {
-        mid: (h, it)
-        for mid, h, it in s.execute(
+        mid: (h, it, score, label)
+        for mid, h, it, score, label in s.execute(
             select(
-                m.MessageInsight.message_id, m.MessageInsight.text_hash, m.MessageInsight.intent
+                m.MessageInsight.message_id,
+                m.MessageInsight.text_hash,
+                m.MessageInsight.intent,
+                m.MessageInsight.sentiment,
+                m.MessageInsight.sentiment_label,
             ).where(m.MessageInsight.session_id == session_id)
         )
     }
@@ -148,7 +152,13 @@ def compute(data: Loaded) -> Computed:
         h = text_hash(text)
         before = by_id.get(parent) if parent else previous
         it = intents.classify(text, before)
-        sent = sentiment.score(text)
+        seen = data.known.get(mid)
+        # VADER is the costly part: a message whose text did not change keeps its score.
+        sent = (
+            sentiment.Sentiment(seen[2], seen[3])  # type: ignore[arg-type]
+            if seen is not None and seen[0] == h
+            else sentiment.score(text)
+        )
         rows.append(
             {
                 "message_id": mid,
@@ -158,7 +168,7 @@ def compute(data: Loaded) -> Computed:
                 "sentiment": sent.compound,
                 "sentiment_label": sent.label,
                 "intent": it,
-                "changed": data.known.get(mid) != (h, it),
+                "changed": seen is None or seen[:2] != (h, it),
             }
         )
         by_id[mid] = text

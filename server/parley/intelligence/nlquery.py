@@ -165,7 +165,8 @@ class _Rules:
 
     def set(self, key: str, value: Any, note: str) -> None:
         self.out.filters.setdefault(key, value)
-        self.out.notes.append(note)
+        if note not in self.out.notes:
+            self.out.notes.append(note)
 
     def span(self, start: datetime | None, end: datetime | None, note: str) -> None:
         if end is not None and end > self.now:

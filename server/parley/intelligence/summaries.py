@@ -113,7 +113,7 @@ class Summaries:
                     .limit(1)
                 )
                 if stored is not None and stored.to_seq >= last:
-                    return {**_view(stored), "stored": True, "since": since}
+                    return {**_view(stored, len(lines)), "stored": True, "since": since}
             text = summary.extractive([line for _, line in lines])
             return {
                 "id": None,

@@ -33,7 +33,8 @@ class Line:
 
 
 def extractive(lines: Sequence[Line], limit: int = 5) -> str:
-    """A summary of ``lines`` as up to ``limit`` bullet points ("- author: sentence")."""
+    """A summary of ``lines`` as bullet points ("- author: sentence"): about a third of the
+    sentences, at least two and at most ``limit``."""
     weights: Counter[str] = Counter()
     for line in lines:
         weights.update(content_words(line.text))
@@ -52,7 +53,8 @@ def extractive(lines: Sequence[Line], limit: int = 5) -> str:
                 score *= 1.5
             candidates.append((score, order, line.author, sentence))
             order += 1
-    best = sorted(candidates, key=lambda c: (-c[0], c[1]))[:limit]
+    keep = max(2, min(limit, math.ceil(len(candidates) / 3)))
+    best = sorted(candidates, key=lambda c: (-c[0], c[1]))[:keep]
     best.sort(key=lambda c: c[1])
     return "\n".join(f"- {author}: {_clip(sentence, 300)}" for _, _, author, sentence in best)
 
