@@ -207,5 +207,9 @@ def token_create(
     click.echo(value)
 
 
+from parley.cli_intelligence import analysis  # noqa: E402
+
+main.add_command(analysis)
+
 if __name__ == "__main__":
     main()

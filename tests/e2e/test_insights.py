@@ -6,6 +6,10 @@ here")."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -277,3 +281,34 @@ async def test_related_sessions_by_tfidf(intel: RunningServer) -> None:
         await analysed(eve, other)
         found = (await eve.get(f"/sessions/{other}/related")).json()["items"]
         assert found == []  # acme's sessions are never related to evil's
+
+
+async def test_a_separate_worker_process_analyses_what_serving_processes_queued(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    """``parley analysis worker`` in its own process takes the jobs of a server that runs none;
+    ``parley analysis status`` counts what waits."""
+    env = {
+        **os.environ,
+        "PARLEY_DATABASE_URL": database_url,
+        "PARLEY_ANALYSIS_DEBOUNCE": "0",
+        "PARLEY_ANALYSIS_POLL_INTERVAL": "0.05",
+        "PARLEY_LOG_LEVEL": "warning",
+    }
+    cli = [sys.executable, "-m", "parley.cli", "analysis"]
+    idle = settings_factory(database_url=database_url, analysis_worker=False)
+    async with start_server(idle) as server, server.http() as h:
+        sid = await server.create_session()
+        await post(h, sid, "Could you send me the slides?")
+        status = await asyncio.to_thread(
+            subprocess.run, [*cli, "status"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.strip() == "sessions waiting for analysis: 1"
+        worker = await asyncio.create_subprocess_exec(*cli, "worker", env=env)
+        try:
+            data = await analysed(h, sid, timeout=60)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(worker.wait(), 30) == 0
+        assert data["messages"][0]["intent"] == "request"
