@@ -119,6 +119,18 @@ async def test_messages_and_sessions_are_analysed_in_the_background(
 
         await asyncio.wait_for(edited(), 20)
 
+        # A deleted message leaves no trace in the insights.
+        await alice.delete(f"/sessions/{sid}/messages/{ids[4]}")
+
+        async def forgotten() -> None:
+            while True:
+                data = await analysed(alice, sid)
+                if ids[4] not in {m["id"] for m in data["messages"]}:
+                    return
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(forgotten(), 20)
+
 
 async def test_tag_suggestions_are_accepted_or_rejected(intel: RunningServer) -> None:
     async with intel.http("alice") as alice, intel.http("carol") as carol:

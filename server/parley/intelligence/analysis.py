@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from parley.governance.auth import Principal, UserKind
@@ -206,6 +206,17 @@ def store(s: Session, data: Loaded, result: Computed) -> list[dict[str, Any]]:
     if row is None:
         return []
     now = utcnow()
+    # A deleted message keeps nothing: not even the sentiment of what it said.
+    s.execute(
+        delete(m.MessageInsight).where(
+            m.MessageInsight.session_id == data.session_id,
+            m.MessageInsight.message_id.in_(
+                select(m.Message.id).where(
+                    m.Message.session_id == data.session_id, m.Message.deleted_at.is_not(None)
+                )
+            ),
+        )
+    )
     for r in result.messages:
         if not r["changed"]:
             continue
