@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from parley.config import Settings
+from parley.governance.auth import TenantRole
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.support import RunningServer, start_server
 
@@ -324,3 +325,40 @@ async def test_a_separate_worker_process_analyses_what_serving_processes_queued(
             worker.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(worker.wait(), 30) == 0
         assert data["messages"][0]["intent"] == "request"
+
+
+async def test_tenant_tag_rules_apply_or_silence_suggestions(intel: RunningServer) -> None:
+    admin_token = intel.token("root", tenant_role=TenantRole.ADMIN)
+    async with (
+        intel.http("alice") as alice,
+        httpx.AsyncClient(
+            base_url=intel.base_url + "/api/v1",
+            headers={"Authorization": f"Bearer {admin_token}"},
+        ) as admin,
+    ):
+        r = await alice.post("/tag-rules/billing/accept")
+        assert r.status_code == 403  # members may not set tenant rules
+        assert (await admin.post("/tag-rules/billing/accept")).json()["status"] == "accepted"
+        assert (await admin.post("/tag-rules/Bug/reject")).json()["tag"] == "bug"
+        rules = (await admin.get("/tag-rules")).json()["items"]
+        assert [(r["tag"], r["status"]) for r in rules] == [
+            ("billing", "accepted"),
+            ("bug", "rejected"),
+        ]
+        sid = (await alice.post("/sessions", json={"title": "t"})).json()["id"]
+        for _, text in CONVERSATION:
+            await post(alice, sid, text)
+        data = await analysed(alice, sid)
+        status = {t["tag"]: (t["status"], t["decided_by"]) for t in data["suggested_tags"]}
+        assert status["billing"] == ("accepted", "parley-analysis")
+        assert "bug" not in status
+        assert "billing" in (await alice.get(f"/sessions/{sid}")).json()["tags"]
+        events = (await alice.get(f"/sessions/{sid}/events")).json()["items"]
+        tagged = [e for e in events if e["event"] == "session.updated"][-1]
+        assert tagged["data"]["changed"] == ["tags"]
+        assert tagged["data"]["automatic"] is True
+        assert (await admin.delete("/tag-rules/bug")).json()["status"] is None
+        assert (await admin.delete("/tag-rules/bug")).status_code == 404
+        assert (await admin.post("/tag-rules/%20/accept")).status_code == 422
+    async with intel.http("eve", "evil") as eve:
+        assert (await eve.get("/tag-rules")).json()["items"] == []

@@ -18,7 +18,7 @@ from parley.api.common import (
     resource,
     service,
 )
-from parley.intelligence.insights import decide_suggestion, insights
+from parley.intelligence.insights import decide_rule, decide_suggestion, insights, tag_rules
 from parley.intelligence.related import related_sessions
 from parley.intelligence.wiring import Intelligence
 from parley.storage.database import Database
@@ -106,7 +106,41 @@ async def reject_tag(request: Request) -> Response:
     return await _decide(request, False)
 
 
+@api
+async def list_tag_rules(request: Request) -> Response:
+    """The tenant's tagging rules (accepted: applied automatically; rejected: never suggested)."""
+    p = await principal(request)
+    db: Database = request.app.state.db
+    return JSONResponse({"items": await db.read(lambda s: tag_rules(s, p))})
+
+
+async def _rule(request: Request, status: str | None) -> Response:
+    p = await principal(request)
+    db: Database = request.app.state.db
+    tag = request.path_params["tag"]
+    return JSONResponse(await db.write(lambda s: decide_rule(s, p, tag, status)))
+
+
+@api
+async def accept_rule(request: Request) -> Response:
+    return await _rule(request, "accepted")
+
+
+@api
+async def reject_rule(request: Request) -> Response:
+    return await _rule(request, "rejected")
+
+
+@api
+async def forget_rule(request: Request) -> Response:
+    return await _rule(request, None)
+
+
 routes = [
+    resource("/tag-rules", GET=list_tag_rules),
+    resource("/tag-rules/{tag}", DELETE=forget_rule),
+    resource("/tag-rules/{tag}/accept", POST=accept_rule),
+    resource("/tag-rules/{tag}/reject", POST=reject_rule),
     resource("/sessions/{session_id}/summary", GET=get_summary, POST=post_summary),
     resource("/sessions/{session_id}/seen", PUT=put_seen),
     resource("/sessions/{session_id}/insights", GET=get_insights),

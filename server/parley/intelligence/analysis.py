@@ -23,6 +23,7 @@ from parley.intelligence import intent as intents
 from parley.intelligence import keywords as kw
 from parley.intelligence import sentiment, summary
 from parley.sessions.queries import new_event
+from parley.sessions.rules import MAX_TAGS
 from parley.sessions.views import event_view, session_view
 from parley.storage import models as m
 
@@ -50,6 +51,7 @@ class Loaded:
     known: dict[str, tuple[str, str, float, str]]  # id -> (text hash, intent, sentiment, label)
     decided: dict[str, str]  # tag -> suggestion status
     tenant_tags: list[str]
+    rules: dict[str, str] = field(default_factory=dict)  # tag -> accepted | rejected (tenant)
     df: Counter[str] = field(default_factory=Counter)
     n_docs: int = 0
 
@@ -113,6 +115,11 @@ def load(s: Session, session_id: str) -> Loaded | None:
             .limit(500)
         )
     )
+    rules = dict(
+        s.execute(
+            select(m.TagRule.tag, m.TagRule.status).where(m.TagRule.tenant_id == row.tenant_id)
+        ).all()
+    )
     df: Counter[str] = Counter()
     n_docs = 0
     for terms in s.scalars(
@@ -135,6 +142,7 @@ def load(s: Session, session_id: str) -> Loaded | None:
         known=known,
         decided=decided,
         tenant_tags=tenant_tags,
+        rules=rules,
         df=df,
         n_docs=n_docs,
     )
@@ -181,7 +189,10 @@ def compute(data: Loaded) -> Computed:
     keywords = kw.keywords(terms, data.df, data.n_docs)
     topics = kw.topics(terms)
     exclude = set(data.tags) | {t for t, st in data.decided.items() if st != "suggested"}
+    exclude |= {t for t, st in data.rules.items() if st == "rejected"}
     suggestions = kw.suggest_tags(terms, topics, data.tenant_tags, exclude=exclude)
+    for sug in suggestions:
+        sug["auto"] = data.rules.get(sug["tag"]) == "accepted"
     human_lines = [
         line for line, msg in zip(lines, data.messages, strict=True) if msg[5] != "assistant"
     ]
@@ -245,21 +256,29 @@ def store(s: Session, data: Loaded, result: Computed) -> list[dict[str, Any]]:
     insight.analyzed_seq = data.last_seq
     insight.message_count = len(data.messages)
     insight.analyzed_at = now
+    tags = list(s.scalars(select(m.SessionTag.tag).where(m.SessionTag.session_id == row.id)))
+    applied: list[str] = []
     for sug in result.suggestions:
+        auto = sug["auto"] and sug["tag"] not in tags and len(tags) + len(applied) < MAX_TAGS
         existing_sug = s.get(m.TagSuggestion, (data.session_id, sug["tag"]))
         if existing_sug is None:
-            s.add(
-                m.TagSuggestion(
-                    session_id=data.session_id,
-                    tag=sug["tag"],
-                    tenant_id=data.tenant_id,
-                    score=sug["score"],
-                    words=sug["words"],
-                    status="suggested",
-                )
+            existing_sug = m.TagSuggestion(
+                session_id=data.session_id,
+                tag=sug["tag"],
+                tenant_id=data.tenant_id,
+                score=sug["score"],
+                words=sug["words"],
+                status="suggested",
             )
+            s.add(existing_sug)
         elif existing_sug.status == "suggested":
             existing_sug.score, existing_sug.words = sug["score"], sug["words"]
+        if auto and existing_sug.status == "suggested":
+            # The tenant accepted this rule: apply it, as the analysis, visibly.
+            existing_sug.status, existing_sug.decided_by = "accepted", ANALYST
+            existing_sug.decided_at = now
+            s.add(m.SessionTag(session_id=row.id, tag=sug["tag"], tenant_id=data.tenant_id))
+            applied.append(sug["tag"])
     if result.summary and data.messages:
         last = data.messages[-1][1]
         covered = s.scalar(
@@ -284,21 +303,23 @@ def store(s: Session, data: Loaded, result: Computed) -> list[dict[str, Any]]:
                     created_at=now,
                 )
             )
-    frames: list[dict[str, Any]] = []
+    changed = ["tags"] if applied else []
     if not row.title and result.title:
         row.title = result.title[:500]
-        row.last_seq += 1
-        row.updated_at = now
-        tags = list(s.scalars(select(m.SessionTag.tag).where(m.SessionTag.session_id == row.id)))
-        view = session_view(row, tags)
-        ev = new_event(
-            Principal(row.tenant_id, ANALYST, "Parley analysis", UserKind.BOT),
-            row.id,
-            row.last_seq,
-            "session.updated",
-            {"session": view, "changed": ["title"], "automatic": True},
-            now,
-        )
-        s.add(ev)
-        frames.append(event_view(ev))
-    return frames
+        changed.insert(0, "title")
+    if not changed:
+        return []
+    row.last_seq += 1
+    row.updated_at = now
+    s.flush()
+    view = session_view(row, [*tags, *applied])
+    ev = new_event(
+        Principal(row.tenant_id, ANALYST, "Parley analysis", UserKind.BOT),
+        row.id,
+        row.last_seq,
+        "session.updated",
+        {"session": view, "changed": changed, "automatic": True},
+        now,
+    )
+    s.add(ev)
+    return [event_view(ev)]

@@ -105,3 +105,42 @@ async def decide_suggestion(
         return {"tag": sug.tag, "status": sug.status, "words": sug.words, "score": sug.score}
 
     return await service.db.write(decide)
+
+
+def tag_rules(s: Session, p: Principal) -> list[dict[str, Any]]:
+    """The tenant's decisions on suggestible tags."""
+    rows = s.scalars(
+        select(m.TagRule).where(m.TagRule.tenant_id == p.tenant_id).order_by(m.TagRule.tag)
+    )
+    return [
+        {
+            "tag": r.tag,
+            "status": r.status,
+            "decided_by": r.decided_by,
+            "decided_at": iso(r.decided_at),
+        }
+        for r in rows
+    ]
+
+
+def decide_rule(s: Session, p: Principal, tag: str, status: str | None) -> dict[str, Any]:
+    """Accept (apply wherever suggested), reject (never suggest) or, with None, forget the
+    tenant's rule for ``tag``. Tenant administrators only."""
+    if not p.is_admin:
+        raise Forbidden("only tenant administrators may decide tagging rules")
+    clean = rules.clean_tags([tag])[0]
+    row = s.get(m.TagRule, (p.tenant_id, clean))
+    if status is None:
+        if row is None:
+            raise NotFound(f"no rule for tag {clean!r}")
+        s.delete(row)
+        return {"tag": clean, "status": None}
+    now = utcnow()
+    if row is None:
+        row = m.TagRule(
+            tenant_id=p.tenant_id, tag=clean, status=status, decided_by=p.user_id, decided_at=now
+        )
+        s.add(row)
+    else:
+        row.status, row.decided_by, row.decided_at = status, p.user_id, now
+    return {"tag": clean, "status": status, "decided_by": p.user_id, "decided_at": iso(now)}

@@ -341,3 +341,15 @@ class SessionRead(Base):
     last_seen_seq: Mapped[int] = mapped_column(BigInteger)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class TagRule(Base):
+    """A tenant's decision on a suggestible tag: ``accepted`` (analysis applies it to every
+    session it would suggest it for) or ``rejected`` (never suggested in the tenant)."""
+
+    __tablename__ = "tag_rules"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str] = mapped_column(String(128))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)

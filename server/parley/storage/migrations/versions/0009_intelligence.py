@@ -294,6 +294,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("session_id", "tag", name=op.f("pk_tag_suggestions")),
     )
     op.create_table(
+        "tag_rules",
+        sa.Column("tenant_id", sa.String(length=128), nullable=False),
+        sa.Column("tag", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("decided_by", sa.String(length=128), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "tag", name=op.f("pk_tag_rules")),
+    )
+    op.create_table(
         "session_reads",
         sa.Column("session_id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=128), nullable=False),
@@ -362,6 +371,7 @@ def downgrade() -> None:
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     for table in (
         "session_reads",
+        "tag_rules",
         "tag_suggestions",
         "session_summaries",
         "session_insights",
