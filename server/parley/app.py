@@ -16,6 +16,7 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
+from parley.api import analytics as analytics_api
 from parley.api import (
     apikeys,
     assistants,
@@ -33,6 +34,8 @@ from parley.api import attachments as attachments_api
 from parley.api import audit as audit_api
 from parley.api import exports as export_routes
 from parley.api import imports as import_routes
+from parley.api import insights as insights_api
+from parley.api import search as search_api
 from parley.api import templates as template_routes
 from parley.api.common import JSONResponse
 from parley.attachments.blobs import LocalBlobStore
@@ -55,6 +58,7 @@ from parley.gql import endpoint as graphql_api
 from parley.gql.schema import build_schema
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
+from parley.intelligence.wiring import Intelligence
 from parley.presence import create_presence_store
 from parley.relay.publisher import ObservingPublisher
 from parley.relay.state import create_stream_store
@@ -194,6 +198,9 @@ def create_app(
         await relay.start()
         publisher.observer = relay.observe
         app.state.relay = relay
+        intelligence = Intelligence(settings, db, publisher, relay.registry)
+        await intelligence.start()
+        app.state.intelligence = intelligence
         app.state.settings = settings
         app.state.db = db
         app.state.broker = the_broker
@@ -229,6 +236,7 @@ def create_app(
         finally:
             attachment_gc.cancel()
             await retention.stop()
+            await intelligence.stop()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
@@ -253,6 +261,9 @@ def create_app(
         *apikeys.routes,
         *audit_api.routes,
         *sharing.routes,
+        *search_api.routes,
+        *insights_api.routes,
+        *analytics_api.routes,
     ]
     app = Starlette(
         routes=[

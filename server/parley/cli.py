@@ -14,6 +14,7 @@ from parley import cli_governance
 from parley.cli_attachments import attachments as attachments_cli
 from parley.cli_audit import audit_group
 from parley.cli_data import register as register_data_commands
+from parley.cli_intelligence import analysis
 from parley.config import Settings
 from parley.governance.auth import TenantRole, UserKind, create_token
 from parley.logging import configure_logging
@@ -218,6 +219,8 @@ main.add_command(attachments_cli)
 # Governance data commands (retention, purge-user, keys): their own module.
 cli_governance.register(main)
 main.add_command(audit_group)
+# Conversation intelligence: the analysis worker (cli_intelligence.py).
+main.add_command(analysis)
 
 if __name__ == "__main__":
     main()

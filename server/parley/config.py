@@ -176,6 +176,33 @@ class Settings(BaseSettings):
         1024, ge=1, description="Answer token limit for assistants that set none."
     )
 
+    # Conversation intelligence (docs/intelligence.md): the analysis worker and the optional LLM.
+    analysis_worker: bool = Field(
+        True, description="Run the analysis worker in this process (several may share the queue)."
+    )
+    analysis_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between looks at the analysis queue."
+    )
+    analysis_debounce: float = Field(
+        2.0, ge=0, description="Quiet seconds after a session's last message before analysis."
+    )
+    analysis_max_delay: float = Field(
+        30.0, ge=0, description="Longest wait for analysis of a session that never goes quiet."
+    )
+    analysis_lease: float = Field(
+        120.0, gt=0, description="Seconds a claimed job stays claimed before others may retry it."
+    )
+    intelligence_llm_provider: (
+        Literal["openai", "openai_responses", "anthropic", "openai_compatible", "scripted"] | None
+    ) = Field(
+        None,
+        description="Provider for LLM summaries and query parsing (keys as for the relay)."
+        " Unset: the offline methods only.",
+    )
+    intelligence_llm_model: str = Field(
+        "gpt-4o-mini", description="Model for LLM summaries and query parsing."
+    )
+
     # Governance and security (governance/, docs/security.md).
     default_visibility: Literal["private", "tenant", "open"] = Field(
         "open",

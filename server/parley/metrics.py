@@ -64,6 +64,11 @@ RELAY_REAPED = Counter(
     "parley_relay_reaped_total", "Streams of processes that died, stored as interrupted."
 )
 
+# -- conversation intelligence ---------------------------------------------------------------
+ANALYSIS_JOBS = Counter(
+    "parley_analysis_jobs_total", "Session analyses run by this process, by outcome.", ["outcome"]
+)
+
 # Attachments (attachments/) and GraphQL (gql/).
 ATTACHMENT_UPLOADS = Counter(
     "parley_attachment_uploads_total",

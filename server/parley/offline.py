@@ -14,6 +14,7 @@ from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.crdt.manager import DocManager
 from parley.exports.exporter import Exporter
+from parley.governance import crypto
 from parley.hub.events import OutEvent
 from parley.hub.hub import session_channel
 from parley.ids import iso, utcnow
@@ -69,7 +70,7 @@ async def offline(settings: Settings) -> AsyncIterator[Offline]:
     """Open the store (migrated first: safe to repeat) and the broker; close both after."""
     url = settings.effective_database_url
     await asyncio.to_thread(upgrade, url)
-    db = Database(url)
+    db = await crypto.open_database(settings)
     broker = create_broker(settings.broker_url, sharded=settings.redis_sharded)
     await broker.start()
     try:

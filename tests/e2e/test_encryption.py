@@ -194,3 +194,18 @@ async def test_imported_messages_are_sealed_too(
         assert MARK not in str(rows["text"]) + str(rows["events"])
         assert all(t.startswith(TEXT_MARK) for t in rows["text"])
         assert all(JSON_MARK in e for e in rows["events"])
+
+
+async def test_sealed_message_text_is_not_indexed_but_titles_are(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    """Ciphertext in the full-text index would match nothing and leak length: it is left out."""
+    settings = settings_factory(database_url=database_url, master_key=new_key())
+    async with start_server(settings) as server, server.http("alice") as h:
+        sid = await server.create_session("alice", title="cobalt planning")
+        r = await h.post(f"/sessions/{sid}/messages", json={"text": f"{MARK} secret plans"})
+        assert r.status_code == 201, r.text
+        found = (await h.get("/search", params={"q": "secret plans"})).json()["items"]
+        assert found == []
+        titled = (await h.get("/search", params={"q": "cobalt"})).json()["items"]
+        assert [(i["kind"], i["session"]["id"]) for i in titled] == [("title", sid)]

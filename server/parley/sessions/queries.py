@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from parley.errors import NotFound
@@ -46,6 +46,28 @@ _ACCESS = (
     .where(m.Session.id == bindparam("sid"), m.Session.tenant_id == bindparam("tid"))
 )
 _ACCESS_LOCKED = _ACCESS.with_for_update(of=m.Session)
+
+
+def readable_sessions_filter(p: Principal) -> ColumnElement[bool]:
+    """A condition on ``sessions`` rows that holds exactly for the sessions ``p`` may read:
+    tenant admins read all of their tenant; others their own sessions and the non-private
+    ones they were not removed from (``governance.policy``)."""
+    in_tenant = m.Session.tenant_id == p.tenant_id
+    if p.is_admin:
+        return in_tenant
+    mine = select(m.Participant.session_id).where(
+        m.Participant.tenant_id == p.tenant_id, m.Participant.user_id == p.user_id
+    )
+    removed = select(m.SessionRemoval.session_id).where(
+        m.SessionRemoval.tenant_id == p.tenant_id, m.SessionRemoval.user_id == p.user_id
+    )
+    return and_(
+        in_tenant,
+        or_(
+            m.Session.id.in_(mine),
+            and_(m.Session.visibility != Visibility.PRIVATE.value, m.Session.id.not_in(removed)),
+        ),
+    )
 
 
 def session_access(

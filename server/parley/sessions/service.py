@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from parley.sessions.queries import (
     message_row,
     new_event,
     plausible_id,
+    readable_sessions_filter,
     session_access,
     session_row,
     tags_of,
@@ -211,23 +212,7 @@ class SessionService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. ``cursor`` is the ``next_cursor`` of the previous page."""
         limit = max(1, min(limit, 200))
-        q = select(m.Session).where(m.Session.tenant_id == p.tenant_id)
-        if not p.is_admin:
-            mine = select(m.Participant.session_id).where(
-                m.Participant.tenant_id == p.tenant_id, m.Participant.user_id == p.user_id
-            )
-            removed = select(m.SessionRemoval.session_id).where(
-                m.SessionRemoval.tenant_id == p.tenant_id, m.SessionRemoval.user_id == p.user_id
-            )
-            q = q.where(
-                or_(
-                    m.Session.id.in_(mine),
-                    and_(
-                        m.Session.visibility != Visibility.PRIVATE.value,
-                        m.Session.id.not_in(removed),
-                    ),
-                )
-            )
+        q = select(m.Session).where(readable_sessions_filter(p))
         if status is not None:
             q = q.where(m.Session.status == status.value)
         if tag is not None:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -217,6 +218,143 @@ class Assistant(Base):
         UniqueConstraint("session_id", "name"),
         Index(None, "tenant_id", "session_id"),
     )
+
+
+# -- conversation intelligence (intelligence/) ------------------------------------------------
+# ``search_docs`` and ``analysis_jobs`` are written by database triggers (migration 0009) in the
+# same transaction as the message, title, tag or annotation they follow; the code only reads
+# them, and the analysis worker claims and clears jobs. The other tables hold what analysis
+# produced, each row with what produced it.
+
+
+class SearchDoc(Base):
+    """One searchable text: a message, a session title, a tag or an annotation.
+
+    SQLite indexes ``body`` in the FTS5 table ``search_fts`` (rowid = ``id``); PostgreSQL in the
+    generated ``tsv`` column (GIN). Neither is mapped here: the search backends query them.
+    """
+
+    __tablename__ = "search_docs"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # message | title | tag | annotation
+    ref_id: Mapped[str] = mapped_column(String(128))
+    author_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    __table_args__ = (UniqueConstraint("session_id", "kind", "ref_id"),)
+
+
+class AnalysisJob(Base):
+    """A session waiting for analysis. Times are seconds since the epoch (set by triggers)."""
+
+    __tablename__ = "analysis_jobs"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    first_requested_at: Mapped[float] = mapped_column(Float)
+    requested_at: Mapped[float] = mapped_column(Float)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class MessageInsight(Base):
+    """Sentiment and intent of one message, for the text whose hash is ``text_hash``."""
+
+    __tablename__ = "message_insights"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    author_id: Mapped[str] = mapped_column(String(128))
+    text_hash: Mapped[str] = mapped_column(String(32))
+    sentiment: Mapped[float] = mapped_column(Float)
+    sentiment_label: Mapped[str] = mapped_column(String(16))
+    intent: Mapped[str] = mapped_column(String(16))
+    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "session_id", "seq"),
+    )
+
+
+class SessionInsight(Base):
+    """What analysis found in a session: terms, keywords, topics, sentiment trend, intents."""
+
+    __tablename__ = "session_insights"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    terms: Mapped[dict[str, Any]] = mapped_column(Json)
+    keywords: Mapped[list[Any]] = mapped_column(Json)
+    topics: Mapped[list[Any]] = mapped_column(Json)
+    sentiment: Mapped[dict[str, Any]] = mapped_column(Json)
+    intents: Mapped[dict[str, Any]] = mapped_column(Json)
+    auto_title: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    analyzed_seq: Mapped[int] = mapped_column(BigInteger)
+    message_count: Mapped[int] = mapped_column(Integer)
+    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class SessionSummary(Base):
+    """A summary of messages ``from_seq < seq <= to_seq`` and what produced it."""
+
+    __tablename__ = "session_summaries"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    from_seq: Mapped[int] = mapped_column(BigInteger)
+    to_seq: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(32))  # extractive | llm
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "session_id", "from_seq", "to_seq"),
+    )
+
+
+class TagSuggestion(Base):
+    """A tag analysis suggests for a session, the words that explain it, and the decision."""
+
+    __tablename__ = "tag_suggestions"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    score: Mapped[float] = mapped_column(Float)
+    words: Mapped[list[Any]] = mapped_column(Json)
+    status: Mapped[str] = mapped_column(String(16))  # suggested | accepted | rejected
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class SessionRead(Base):
+    """Where a user last was in a session: "summarize since I was last here" starts there."""
+
+    __tablename__ = "session_reads"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    last_seen_seq: Mapped[int] = mapped_column(BigInteger)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
+
+
+class TagRule(Base):
+    """A tenant's decision on a suggestible tag: ``accepted`` (analysis applies it to every
+    session it would suggest it for) or ``rejected`` (never suggested in the tenant)."""
+
+    __tablename__ = "tag_rules"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str] = mapped_column(String(128))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # -- governance (governance/): removals, sharing, the audit trail ----------------------------

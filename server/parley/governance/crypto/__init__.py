@@ -56,6 +56,17 @@ async def check(db: Database, ring: KeyRing) -> None:
         )
 
 
+async def open_database(settings: Settings) -> Database:
+    """The database of ``settings`` with encryption at rest on when a master key is configured
+    (and checked to open the stored data keys): commands that read or write content outside a
+    server use this, so they seal and open content exactly as the server does."""
+    db = Database(settings.effective_database_url)
+    ring = enable(db, settings)
+    if ring is not None:
+        await check(db, ring)
+    return db
+
+
 def enable(db: Database, settings: Settings) -> KeyRing | None:
     """Turn on encryption for every unit of work of ``db`` when a master key is configured."""
     master = master_key(settings)
