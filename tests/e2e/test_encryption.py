@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from parley.config import Settings
 from parley.governance.crypto.columns import JSON_MARK, TEXT_MARK
 from parley.governance.crypto.envelope import key_version
+from parley.governance.scoping import all_tenants
 from parley.storage import models as m
 from tests.fakes.relay_client import Watcher, add_assistant, ask
 from tests.support import RunningServer, start_server
@@ -41,7 +42,9 @@ async def raw_rows(server: RunningServer) -> dict[str, list[Any]]:
             "keys": list(s.execute(select(m.TenantKey.tenant_id, m.TenantKey.version)).all()),
         }
 
-    rows: dict[str, list[Any]] = await server.app.state.db.read(read)
+    rows: dict[str, list[Any]] = await server.app.state.db.read(
+        all_tenants("the test inspects every stored row", read)
+    )
     return rows
 
 

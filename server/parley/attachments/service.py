@@ -304,7 +304,7 @@ class AttachmentService:
             session_row(s, p, session_id)
             rows = s.scalars(
                 select(m.Attachment)
-                .where(m.Attachment.session_id == session_id)
+                .where(m.Attachment.tenant_id == p.tenant_id, m.Attachment.session_id == session_id)
                 .order_by(m.Attachment.created_at, m.Attachment.id)
             ).all()
             links: dict[str, list[str]] = {}

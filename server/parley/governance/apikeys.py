@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from parley.errors import AuthError, ErrorCode, Forbidden, InvalidRequest, NotFound
 from parley.governance.auth import Principal, TenantRole, UserKind, valid_identifier
+from parley.governance.scoping import all_tenants
 from parley.ids import iso, utcnow
 from parley.storage import models as m
 from parley.storage.database import Database
@@ -180,8 +181,14 @@ class ApiKeys:
         now = utcnow()
 
         def work(s: Session) -> dict[str, Any]:
-            row = s.get(m.ApiKey, key_id) if len(key_id) <= 32 else None
-            if row is None or row.tenant_id != tenant_id:
+            row = (
+                s.scalar(
+                    select(m.ApiKey).where(m.ApiKey.id == key_id, m.ApiKey.tenant_id == tenant_id)
+                )
+                if len(key_id) <= 32
+                else None
+            )
+            if row is None:
                 raise NotFound(f"API key {key_id[:40]!r} not found")
             if row.revoked_at is None:
                 row.revoked_at = now
@@ -233,4 +240,5 @@ class ApiKeys:
                 key_id=row.id,
             )
 
-        return await self.db.write(work)
+        # The key's id is globally unique and names its tenant: the lookup precedes any tenant.
+        return await self.db.write(all_tenants("an API key is found by its own id", work))

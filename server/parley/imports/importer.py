@@ -240,6 +240,7 @@ class Importer:
                 str(client_id): message_id
                 for client_id, message_id in s.execute(
                     select(m.Message.client_id, m.Message.id).where(
+                        m.Message.tenant_id == p.tenant_id,
                         m.Message.session_id == row.id,
                         m.Message.client_id.like(CLIENT_ID_PREFIX + "%"),
                     )
@@ -381,7 +382,9 @@ class Importer:
         joined = set(
             s.scalars(
                 select(m.Participant.user_id).where(
-                    m.Participant.session_id == row.id, m.Participant.user_id.in_(ids)
+                    m.Participant.tenant_id == p.tenant_id,
+                    m.Participant.session_id == row.id,
+                    m.Participant.user_id.in_(ids),
                 )
             )
         )

@@ -70,7 +70,11 @@ def load(
         .outerjoin(
             m.User, (m.User.tenant_id == m.Message.tenant_id) & (m.User.id == m.Message.author_id)
         )
-        .outerjoin(m.MessageInsight, m.MessageInsight.message_id == m.Message.id)
+        .outerjoin(
+            m.MessageInsight,
+            (m.MessageInsight.tenant_id == m.Message.tenant_id)
+            & (m.MessageInsight.message_id == m.Message.id),
+        )
         .where(
             m.Message.tenant_id == p.tenant_id,
             m.Message.session_id.in_(readable),

@@ -11,9 +11,13 @@ from typing import Any
 import structlog
 
 from parley import metrics
+from parley.governance.scoping import all_tenants
 from parley.intelligence import analysis, jobs
 from parley.sessions.service import Publisher
 from parley.storage.database import Database
+
+# The queue serves every tenant: a claimed job names its session, whose tenant it carries.
+QUEUE = "the analysis queue spans tenants; each job is one session"
 
 log = structlog.get_logger("parley.intelligence")
 
@@ -54,13 +58,19 @@ class AnalysisWorker:
     async def run_once(self) -> int:
         """Claim and analyse what is due now; return how many sessions were analysed."""
         due = await self.db.read(
-            lambda s: jobs.any_due(s, debounce=self.debounce, max_delay=self.max_delay)
+            all_tenants(
+                QUEUE,
+                lambda s: jobs.any_due(s, debounce=self.debounce, max_delay=self.max_delay),
+            )
         )
         if not due:
             return 0
         claims = await self.db.write(
-            lambda s: jobs.claim(
-                s, self.name, debounce=self.debounce, max_delay=self.max_delay, lease=self.lease
+            all_tenants(
+                QUEUE,
+                lambda s: jobs.claim(
+                    s, self.name, debounce=self.debounce, max_delay=self.max_delay, lease=self.lease
+                ),
             )
         )
         for job in claims:
@@ -81,9 +91,11 @@ class AnalysisWorker:
 
     async def _analyse(self, job: jobs.Claim) -> None:
         try:
-            loaded = await self.db.read(lambda s: analysis.load(s, job.session_id))
+            loaded = await self.db.read(
+                all_tenants(QUEUE, lambda s: analysis.load(s, job.session_id))
+            )
             if loaded is None:
-                await self.db.write(lambda s: jobs.drop(s, job.session_id))
+                await self.db.write(all_tenants(QUEUE, lambda s: jobs.drop(s, job.session_id)))
                 return
             result = await asyncio.to_thread(analysis.compute, loaded)
 
@@ -92,14 +104,16 @@ class AnalysisWorker:
                 jobs.finish(s, job, self.name)
                 return frames
 
-            frames = await self.db.write(save)
+            frames = await self.db.write(all_tenants(QUEUE, save))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("analysis failed", session=job.session_id)
             metrics.ANALYSIS_JOBS.labels(outcome="failed").inc()
             error = repr(exc)
-            kept = await self.db.write(lambda s: jobs.fail(s, job, self.name, error))
+            kept = await self.db.write(
+                all_tenants(QUEUE, lambda s: jobs.fail(s, job, self.name, error))
+            )
             if not kept:
                 log.error("analysis given up", session=job.session_id)
             return

@@ -15,6 +15,7 @@ from parley.config import Settings
 from parley.governance.crypto.columns import KEYRING
 from parley.governance.crypto.envelope import CryptoError, MasterKey
 from parley.governance.crypto.keyring import KeyRing
+from parley.governance.scoping import all_tenants
 from parley.storage import models as m
 from parley.storage.database import Database
 
@@ -46,7 +47,9 @@ async def check(db: Database, ring: KeyRing) -> None:
             ).all()
         )
 
-    unknown = await db.read(foreign)
+    unknown = await db.read(
+        all_tenants("the master key must open every tenant's data keys", foreign)
+    )
     if unknown:
         raise CryptoError(
             "stored data keys are wrapped by master key(s) "

@@ -150,7 +150,11 @@ def _text_search(
         .join(m.Session, m.Session.id == m.SearchDoc.session_id)
         .outerjoin(
             m.Message,
-            and_(m.SearchDoc.kind == "message", m.Message.id == m.SearchDoc.ref_id),
+            and_(
+                m.SearchDoc.kind == "message",
+                m.Message.id == m.SearchDoc.ref_id,
+                m.Message.tenant_id == m.Session.tenant_id,
+            ),
         )
     )
     stmt = backend.ranked(stmt, tq).where(*scope)
@@ -183,7 +187,7 @@ def _text_search(
         .where(backend.matches(tq), *scope)
         .subquery()
     )
-    facets = _facets(s, matched, backend)
+    facets = _facets(s, matched, backend, p.tenant_id)
     return items, more, facets
 
 
@@ -230,10 +234,10 @@ def _sessions_only(
     ]
     matched = select(m.Session.id.label("session_id"), m.Session.updated_at.label("created_at"))
     sub = matched.where(*conds).subquery()
-    return items, more, _facets(s, sub, backend)
+    return items, more, _facets(s, sub, backend, p.tenant_id)
 
 
-def _facets(s: Session, matched: Any, backend: SearchBackend) -> dict[str, Any]:
+def _facets(s: Session, matched: Any, backend: SearchBackend, tenant_id: str) -> dict[str, Any]:
     """Counts of matching sessions per value of each facet, and matches per day.
 
     ``matched`` is a subquery of the matches with ``session_id`` and ``created_at`` columns.
@@ -241,9 +245,10 @@ def _facets(s: Session, matched: Any, backend: SearchBackend) -> dict[str, Any]:
     sessions = select(matched.c.session_id).distinct().scalar_subquery()
 
     def top(column: Any, session_column: Any) -> list[dict[str, Any]]:
+        tenant_column = column.class_.tenant_id
         stmt = (
             select(column, func.count(distinct(session_column)))
-            .where(session_column.in_(sessions))
+            .where(tenant_column == tenant_id, session_column.in_(sessions))
             .group_by(column)
             .order_by(func.count(distinct(session_column)).desc(), column)
             .limit(FACET_VALUES)
