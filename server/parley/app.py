@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
 from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import webhooks as webhook_routes
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
 from parley.config import Settings
@@ -25,6 +26,8 @@ from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
+from parley.integrations.runtime import Integrations
+from parley.integrations.signal import NotifyingPublisher
 from parley.presence import create_presence_store
 from parley.relay.publisher import ObservingPublisher
 from parley.relay.service import Relay
@@ -132,7 +135,9 @@ def create_app(
         await hub.start()
         # The service publishes through the relay's observer, which forwards to the hub and
         # lets assistants answer committed messages (relay/publisher.py says why).
-        publisher = ObservingPublisher(hub)
+        # Integrations (webhooks, feeds, automation): committed events also nudge feed readers.
+        integrations = Integrations(db, the_broker, settings)
+        publisher = ObservingPublisher(NotifyingPublisher(hub, integrations.signal))
         service = SessionService(db, publisher, max_text_chars=settings.max_text_chars)
         relay = Relay(
             settings=settings,
@@ -153,10 +158,15 @@ def create_app(
         app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings)
+        await integrations.start()
+        app.state.integrations = integrations
+        app.state.webhooks = integrations.webhooks
+        app.state.delivery_worker_wake = integrations.worker.wake
         log.info("parley ready", **settings.safe_summary())
         try:
             yield
         finally:
+            await integrations.stop()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go
@@ -171,6 +181,7 @@ def create_app(
         *participants.routes,
         *documents.routes,
         *assistants.routes,
+        *webhook_routes.routes,
     ]
     app = Starlette(
         routes=[

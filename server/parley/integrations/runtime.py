@@ -1,0 +1,42 @@
+"""The integrations' long-lived parts, started and stopped together by the app lifespan."""
+
+from __future__ import annotations
+
+from parley.broker.base import Broker
+from parley.config import Settings
+from parley.integrations.consumer import FeedConsumer
+from parley.integrations.delivery import DeliveryWorker, WebhookDispatcher
+from parley.integrations.signal import FeedSignal
+from parley.integrations.webhooks import WebhookService
+from parley.storage import feed_log
+from parley.storage.database import Database
+
+
+class Integrations:
+    """Feed wake-ups, webhooks (service, dispatcher, delivery worker)."""
+
+    def __init__(self, db: Database, broker: Broker, settings: Settings) -> None:
+        feed_log.install()
+        self.db = db
+        self.settings = settings
+        self.signal = FeedSignal(broker)
+        self.webhooks = WebhookService(db, settings)
+        self.worker = DeliveryWorker(db, settings)
+        self.dispatcher = FeedConsumer(
+            db,
+            "webhooks",
+            WebhookDispatcher(db, self.worker),
+            self.signal,
+            poll_interval=settings.feed_poll_interval,
+        )
+
+    async def start(self) -> None:
+        await self.signal.start()
+        if self.settings.integrations_workers:
+            self.worker.start()
+            self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.worker.stop()
+        await self.signal.stop()
