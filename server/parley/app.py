@@ -16,7 +16,7 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
-from parley.api import assistants, documents, health, messages, participants, sessions
+from parley.api import assistants, documents, event_stream, health, messages, participants, sessions
 from parley.api import webhooks as webhook_routes
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
@@ -24,6 +24,7 @@ from parley.config import Settings
 from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
+from parley.governance.auth import TokenVerifier
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.integrations.runtime import Integrations
@@ -155,11 +156,14 @@ def create_app(
         app.state.hub = hub
         app.state.service = service
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
-        app.state.endpoint = SocketEndpoint(hub, service, settings, mux=Mux(docs), relay=relay)
+        app.state.endpoint = SocketEndpoint(
+            hub, service, settings, mux=Mux(docs), relay=relay, feeds=integrations.feeds
+        )
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings)
         await integrations.start()
         app.state.integrations = integrations
+        app.state.verifier = TokenVerifier(settings.signing_key)
         app.state.webhooks = integrations.webhooks
         app.state.delivery_worker_wake = integrations.worker.wake
         log.info("parley ready", **settings.safe_summary())
@@ -182,6 +186,7 @@ def create_app(
         *documents.routes,
         *assistants.routes,
         *webhook_routes.routes,
+        *event_stream.routes,
     ]
     app = Starlette(
         routes=[

@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -117,6 +117,39 @@ def verify_token(key: str, token: str) -> Principal:
     return Principal(
         tenant_id=tenant_id, user_id=user_id, name=name[:200], kind=kind, tenant_role=tenant_role
     )
+
+
+class OidcTokens(Protocol):
+    """Verifies tokens of one OpenID Connect issuer (``governance/oidc.py``)."""
+
+    issuer: str
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid token; :class:`AuthError` with the reason otherwise."""
+
+
+class TokenVerifier:
+    """Every place that accepts a bearer token asks this: Parley's own HS256 tokens, and
+    tokens of the configured OpenID Connect provider when SSO is on."""
+
+    def __init__(self, key: str, oidc: OidcTokens | None = None) -> None:
+        self.key = key
+        self.oidc = oidc
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of ``token``; :class:`AuthError` with the precise reason otherwise."""
+        if self.oidc is not None and _unverified_issuer(token) == self.oidc.issuer:
+            return await self.oidc.verify(token)
+        return verify_token(self.key, token)
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The ``iss`` claim, read without checking anything: only to pick the verifier."""
+    try:
+        iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return None
+    return iss if isinstance(iss, str) else None
 
 
 def socket_token(params: dict[str, list[str]], headers: dict[bytes, bytes]) -> str | None:

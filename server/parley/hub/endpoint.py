@@ -24,6 +24,7 @@ from parley.hub.connection import Connection, ConnState
 from parley.hub.hub import Hub
 from parley.hub.ratelimit import TokenBucket
 from parley.ids import iso, utcnow
+from parley.integrations.live import LiveFeeds
 from parley.protocol import frames as f
 from parley.protocol.codec import Encoding, decode_raw, frame_ref, parse_frame
 from parley.protocol.server_frames import error
@@ -38,8 +39,16 @@ class SocketEndpoint:
     """ASGI app serving protocol v1 on one WebSocket per client."""
 
     def __init__(
-        self, hub: Hub, service: SessionService, settings: Settings, *, mux: Mux, relay: Relay
+        self,
+        hub: Hub,
+        service: SessionService,
+        settings: Settings,
+        *,
+        mux: Mux,
+        relay: Relay,
+        feeds: LiveFeeds | None = None,
     ) -> None:
+        self.feeds = feeds
         self.hub = hub
         self.service = service
         self.settings = settings
@@ -74,6 +83,8 @@ class SocketEndpoint:
             await pump.run(receive)
         finally:
             await self.hub.remove_connection(conn)
+            if self.feeds is not None:
+                self.feeds.unsubscribe_socket(conn)
             if conn.is_open:
                 conn.close(CloseCode.NORMAL)
             await conn.wait_closed(1.0)
@@ -187,7 +198,9 @@ class _Pump:
         conn.principal = principal
         conn.state = ConnState.OPEN
         ep = self.ep
-        self.ctx = CommandContext(conn, principal, ep.hub, ep.service, ep.mux, ep.relay)
+        self.ctx = CommandContext(
+            conn, principal, ep.hub, ep.service, ep.mux, ep.relay, feeds=ep.feeds
+        )
         structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, user=principal.user_id)
         conn.send_frame(welcome(ref, conn, principal, self.ep.settings))
 

@@ -6,6 +6,7 @@ from parley.broker.base import Broker
 from parley.config import Settings
 from parley.integrations.consumer import FeedConsumer
 from parley.integrations.delivery import DeliveryWorker, WebhookDispatcher
+from parley.integrations.live import LiveFeeds
 from parley.integrations.signal import FeedSignal
 from parley.integrations.webhooks import WebhookService
 from parley.storage import feed_log
@@ -13,13 +14,14 @@ from parley.storage.database import Database
 
 
 class Integrations:
-    """Feed wake-ups, webhooks (service, dispatcher, delivery worker)."""
+    """Feed wake-ups, live feeds, webhooks (service, dispatcher, delivery worker)."""
 
     def __init__(self, db: Database, broker: Broker, settings: Settings) -> None:
         feed_log.install()
         self.db = db
         self.settings = settings
         self.signal = FeedSignal(broker)
+        self.feeds = LiveFeeds(db, self.signal, settings.feed_poll_interval)
         self.webhooks = WebhookService(db, settings)
         self.worker = DeliveryWorker(db, settings)
         self.dispatcher = FeedConsumer(
@@ -37,6 +39,7 @@ class Integrations:
             self.dispatcher.start()
 
     async def stop(self) -> None:
+        await self.feeds.stop()
         await self.dispatcher.stop()
         await self.worker.stop()
         await self.signal.stop()

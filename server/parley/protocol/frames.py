@@ -138,6 +138,24 @@ class Streams(_Frame):
     session: SessionId
 
 
+# -- live tenant feed (integrations/live.py, docs/integrations.md) ----------------------------
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+EventPattern = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class FeedSubscribe(_Frame):
+    type: Literal["feed_subscribe"]
+    types: Annotated[list[EventPattern], Field(max_length=50)] = []
+    sessions: Annotated[list[SessionId], Field(max_length=100)] = []
+    tags: Annotated[list[Tag], Field(max_length=50)] = []
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=48)] | None = None
+
+
+class FeedUnsubscribe(_Frame):
+    type: Literal["feed_unsubscribe"]
+
+
 ClientFrame = Annotated[
     Hello
     | Subscribe
@@ -152,7 +170,9 @@ ClientFrame = Annotated[
     | Doc
     | Ask
     | Stop
-    | Streams,
+    | Streams
+    | FeedSubscribe
+    | FeedUnsubscribe,
     Field(discriminator="type"),
 ]
 
@@ -160,4 +180,5 @@ CLIENT_FRAME_TYPES = frozenset(
     {"hello", "subscribe", "unsubscribe", "send", "edit", "delete", "typing", "ping"}
     | {"doc_join", "doc_leave", "doc"}
     | {"ask", "stop", "streams"}
+    | {"feed_subscribe", "feed_unsubscribe"}
 )
