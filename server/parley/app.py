@@ -25,6 +25,7 @@ from parley.crdt.endpoint import YjsEndpoint
 from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
 from parley.governance.auth import TokenVerifier
+from parley.governance.oidc import OidcVerifier
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
 from parley.integrations.runtime import Integrations
@@ -138,6 +139,9 @@ def create_app(
         # lets assistants answer committed messages (relay/publisher.py says why).
         # Integrations (webhooks, feeds, automation): committed events also nudge feed readers.
         integrations = Integrations(db, the_broker, settings)
+        # SSO: OpenID Connect tokens are accepted wherever Parley's own are.
+        oidc = OidcVerifier(settings) if settings.oidc_issuer else None
+        verifier = TokenVerifier(settings.signing_key, oidc)
         publisher = ObservingPublisher(NotifyingPublisher(hub, integrations.signal))
         service = SessionService(db, publisher, max_text_chars=settings.max_text_chars)
         relay = Relay(
@@ -157,13 +161,19 @@ def create_app(
         app.state.service = service
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
         app.state.endpoint = SocketEndpoint(
-            hub, service, settings, mux=Mux(docs), relay=relay, feeds=integrations.feeds
+            hub,
+            service,
+            settings,
+            mux=Mux(docs),
+            relay=relay,
+            feeds=integrations.feeds,
+            verifier=verifier,
         )
         app.state.docs = docs
-        app.state.yjs = YjsEndpoint(docs, service, settings)
+        app.state.yjs = YjsEndpoint(docs, service, settings, verifier)
         await integrations.start()
         app.state.integrations = integrations
-        app.state.verifier = TokenVerifier(settings.signing_key)
+        app.state.verifier = verifier
         app.state.webhooks = integrations.webhooks
         app.state.delivery_worker_wake = integrations.worker.wake
         log.info("parley ready", **settings.safe_summary())
@@ -171,6 +181,8 @@ def create_app(
             yield
         finally:
             await integrations.stop()
+            if oidc is not None:
+                await oidc.close()
             await relay.stop()  # running answers are stored as interrupted
             await hub.shutdown(settings.shutdown_flush_timeout)
             await docs.stop()  # store every document before the broker and database go

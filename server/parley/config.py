@@ -235,6 +235,9 @@ class Settings(BaseSettings):
         ["admin"], description="Values of the role claim that make a tenant admin."
     )
     oidc_leeway: float = Field(30.0, ge=0, description="Clock skew allowed on exp/nbf/iat.")
+    oidc_jwks_min_refresh: float = Field(
+        10.0, ge=0, description="Least seconds between two JWKS fetches caused by unknown keys."
+    )
     automation_max_depth: int = Field(
         3, ge=1, description="Automation actions caused by automation actions before a loop stop."
     )

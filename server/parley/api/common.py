@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.errors import AuthError, ErrorCode, InvalidRequest, ParleyError, ProtocolError
-from parley.governance.auth import Principal, bearer_token, verify_token
+from parley.governance.auth import Principal, TokenVerifier, bearer_token
 from parley.sessions.service import SessionService
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -36,7 +36,8 @@ async def principal(request: Request) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise AuthError("missing Authorization: Bearer <token> header")
-    p = verify_token(request.app.state.settings.signing_key, token)
+    verifier: TokenVerifier = request.app.state.verifier
+    p = await verifier.verify(token)
     await service(request).ensure_principal(p)
     return p
 

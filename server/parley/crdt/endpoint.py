@@ -27,7 +27,7 @@ from parley.crdt import yprotocol as y
 from parley.crdt.manager import DocManager
 from parley.crdt.room import Access
 from parley.errors import AuthError, CloseCode, ErrorCode, NotFound, ParleyError
-from parley.governance.auth import Principal, socket_token, verify_token
+from parley.governance.auth import Principal, TokenVerifier, socket_token
 from parley.hub.connection import Connection, ConnState
 from parley.hub.events import OutEvent
 from parley.hub.ratelimit import TokenBucket
@@ -66,7 +66,14 @@ class YjsPeer:
 class YjsEndpoint:
     """ASGI app for ``/yjs/{session_id}``."""
 
-    def __init__(self, manager: DocManager, service: SessionService, settings: Settings) -> None:
+    def __init__(
+        self,
+        manager: DocManager,
+        service: SessionService,
+        settings: Settings,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
+        self.verifier = verifier or TokenVerifier(settings.signing_key)
         self.manager = manager
         self.service = service
         self.settings = settings
@@ -101,7 +108,7 @@ class YjsEndpoint:
         try:
             if token is None:
                 raise AuthError("missing token: connect with ?token=...")
-            principal = verify_token(self.settings.signing_key, token)
+            principal = await self.verifier.verify(token)
             await self.service.ensure_principal(principal)
             access = await self.manager.access(principal, session_id)
         except AuthError as exc:

@@ -137,19 +137,24 @@ class TokenVerifier:
         self.oidc = oidc
 
     async def verify(self, token: str) -> Principal:
-        """The principal of ``token``; :class:`AuthError` with the precise reason otherwise."""
-        if self.oidc is not None and _unverified_issuer(token) == self.oidc.issuer:
+        """The principal of ``token``; :class:`AuthError` with the precise reason otherwise.
+
+        Tokens Parley signed (issuer ``parley``, HS256) are checked with the signing key; with
+        SSO on, every other token goes to the provider's verifier, so its errors (wrong
+        issuer, audience, unknown key) are the ones reported."""
+        if self.oidc is not None and not _is_parley_token(token):
             return await self.oidc.verify(token)
         return verify_token(self.key, token)
 
 
-def _unverified_issuer(token: str) -> str | None:
-    """The ``iss`` claim, read without checking anything: only to pick the verifier."""
+def _is_parley_token(token: str) -> bool:
+    """Read without checking anything, only to pick the verifier."""
     try:
+        alg = jwt.get_unverified_header(token).get("alg")
         iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
     except jwt.InvalidTokenError:
-        return None
-    return iss if isinstance(iss, str) else None
+        return True  # malformed: the Parley verifier explains why
+    return alg == "HS256" and iss == ISSUER
 
 
 def socket_token(params: dict[str, list[str]], headers: dict[bytes, bytes]) -> str | None:

@@ -18,7 +18,7 @@ from parley import metrics
 from parley.config import Settings
 from parley.crdt.mux import Mux
 from parley.errors import AuthError, CloseCode, ErrorCode, ParleyError, ProtocolError, RateLimited
-from parley.governance.auth import Principal, socket_token, verify_token
+from parley.governance.auth import Principal, TokenVerifier, socket_token
 from parley.hub.commands import HANDLERS, CommandContext
 from parley.hub.connection import Connection, ConnState
 from parley.hub.hub import Hub
@@ -47,8 +47,10 @@ class SocketEndpoint:
         mux: Mux,
         relay: Relay,
         feeds: LiveFeeds | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.feeds = feeds
+        self.verifier = verifier or TokenVerifier(settings.signing_key)
         self.hub = hub
         self.service = service
         self.settings = settings
@@ -182,7 +184,7 @@ class _Pump:
     async def authenticate(self, token: str, *, ref: str | int | None) -> None:
         conn = self.conn
         try:
-            principal = verify_token(self.ep.settings.signing_key, token)
+            principal = await self.ep.verifier.verify(token)
         except AuthError as exc:
             metrics.FRAME_ERRORS.labels(code=str(exc.code)).inc()
             conn.send_frame(error(ref, exc))
