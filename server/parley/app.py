@@ -16,7 +16,16 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley import metrics
-from parley.api import assistants, documents, event_stream, health, messages, participants, sessions
+from parley.api import (
+    assistants,
+    automations,
+    documents,
+    event_stream,
+    health,
+    messages,
+    participants,
+    sessions,
+)
 from parley.api import webhooks as webhook_routes
 from parley.api.common import JSONResponse
 from parley.broker import Broker, create_broker
@@ -171,6 +180,7 @@ def create_app(
         )
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings, verifier)
+        integrations.enable_automation(service, relay)
         await integrations.start()
         app.state.integrations = integrations
         app.state.verifier = verifier
@@ -199,6 +209,7 @@ def create_app(
         *assistants.routes,
         *webhook_routes.routes,
         *event_stream.routes,
+        *automations.routes,
     ]
     app = Starlette(
         routes=[

@@ -310,6 +310,46 @@ class WebhookService:
 
         return await self.db.write(work)
 
+    async def enqueue(
+        self, tenant_id: str, webhook_id: str, delivery: str, frame: dict[str, Any]
+    ) -> bool:
+        """Queue ``frame`` for one endpoint of the tenant (automation's ``call_webhook``).
+        ``delivery`` is the caller's stable id: queueing it again changes nothing. False when
+        the endpoint does not exist in the tenant."""
+        now = utcnow()
+
+        def work(s: Session) -> bool:
+            hook = (
+                s.scalar(
+                    select(m.Webhook).where(
+                        m.Webhook.id == webhook_id, m.Webhook.tenant_id == tenant_id
+                    )
+                )
+                if plausible_id(webhook_id)
+                else None
+            )
+            if hook is None:
+                return False
+            if s.get(m.WebhookDelivery, delivery) is None:
+                s.add(
+                    m.WebhookDelivery(
+                        id=delivery,
+                        tenant_id=tenant_id,
+                        webhook_id=hook.id,
+                        event=frame["event"],
+                        session_id=frame.get("session"),
+                        seq=frame.get("seq"),
+                        payload=payload(delivery, tenant_id, frame),
+                        status=DeliveryStatus.PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+            return True
+
+        return await self.db.write(work)
+
 
 def _admin(p: Principal) -> None:
     if not p.is_admin:
