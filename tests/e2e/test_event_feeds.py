@@ -4,6 +4,7 @@ socket's feed_subscribe, tenant isolation, and commit order under concurrent wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,19 +35,40 @@ class SseEvent:
 
 
 class SseStream:
-    """Reads ``text/event-stream`` frames; comments (heartbeats) are counted, not returned."""
+    """Reads ``text/event-stream`` frames; comments (heartbeats) are counted, not returned.
+
+    One task reads the lines into a queue, so a read that times out loses nothing."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self.lines = response.aiter_lines()
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read_lines())
         self.comments = 0
         self.last_id: str | None = None
+
+    async def _read_lines(self) -> None:
+        try:
+            async for line in self.response.aiter_lines():
+                await self.queue.put(line)
+        finally:
+            await self.queue.put(None)
+
+    async def line(self) -> str:
+        line = await self.queue.get()
+        if line is None:
+            raise EOFError("the stream ended")
+        return line
+
+    async def close(self) -> None:
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
 
     async def next(self, timeout: float = 10) -> SseEvent:
         async with asyncio.timeout(timeout):
             fields: dict[str, str] = {}
             while True:
-                line = await anext(self.lines)
+                line = await self.line()
                 if line == "":
                     if "id" in fields:
                         self.last_id = fields["id"]
@@ -65,7 +87,7 @@ class SseStream:
     async def next_open(self) -> None:
         """Read the opening block (retry, start id, comment): the stream is live after it."""
         while True:
-            line = await anext(self.lines)
+            line = await self.line()
             if line.startswith("id:"):
                 self.last_id = line[3:].strip()
             if line == "":
@@ -94,8 +116,11 @@ async def sse(
         assert r.status_code == 200, await r.aread()
         assert r.headers["content-type"].startswith("text/event-stream")
         stream = SseStream(r)
-        await stream.next_open()
-        yield stream
+        try:
+            await stream.next_open()
+            yield stream
+        finally:
+            await stream.close()
 
 
 async def post(server: RunningServer, sid: str, text: str, user: str = "alice") -> None:
@@ -111,7 +136,7 @@ async def test_sse_filters_resumes_and_keeps_tenants_apart(fast: RunningServer) 
     async with (
         sse(fast, "?types=message.*") as all_msgs,
         sse(fast, "?tags=vip&types=message.created") as tagged,
-        sse(fast, f"?sessions={plain}") as one_session,
+        sse(fast, f"?sessions={plain}&types=message.created") as one_session,
     ):
         async with fast.http("zed", "globex") as g:
             assert (await g.post(f"/sessions/{foreign}/messages", json={"text": "x"})).is_success
@@ -168,10 +193,13 @@ async def test_sse_takes_a_token_in_the_query_for_event_source(fast: RunningServ
     ):
         assert r.status_code == 200
         stream = SseStream(r)
-        await stream.next_open()
-        await post(fast, sid, "via query token")
-        event = await stream.next()
-        assert event.event == "message.created"
+        try:
+            await stream.next_open()
+            await post(fast, sid, "via query token")
+            event = await stream.next()
+            assert event.event == "message.created"
+        finally:
+            await stream.close()
 
 
 async def test_socket_feed_subscribe_filters_and_resumes(fast: RunningServer) -> None:

@@ -33,6 +33,7 @@ from parley.storage.feed_log import FeedCursor, FeedItem
 log = structlog.get_logger("parley.integrations")
 
 Handler = Callable[[list[FeedItem]], Awaitable[None]]
+HELD_BACK_RETRY = 0.1  # seconds: committed rows wait for an older transaction to end
 
 
 class FeedConsumer:
@@ -80,9 +81,7 @@ class FeedConsumer:
                 if cursor is None:  # another process holds it
                     await asyncio.sleep(self.lease_ttl / 3)
                     continue
-                items = await self.db.read(
-                    partial(feed_log.read_after, cursor=cursor, limit=self.batch)
-                )
+                items, held = await self.db.read(partial(self._read, cursor=cursor))
                 if items:
                     await self.handler(items)
                     if not await self.db.write(partial(self._advance, cursor=items[-1].cursor)):
@@ -90,13 +89,19 @@ class FeedConsumer:
                         continue
                 failures = 0
                 if len(items) < self.batch:
-                    await wait(wake, self.poll_interval)
+                    await wait(wake, HELD_BACK_RETRY if held else self.poll_interval)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 failures += 1
                 log.exception("feed consumer step failed", consumer=self.name)
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+    def _read(self, s: Session, cursor: FeedCursor) -> tuple[list[FeedItem], bool]:
+        items = feed_log.read_after(s, cursor, limit=self.batch)
+        if len(items) == self.batch:
+            return items, False
+        return items, feed_log.held_back(s, items[-1].cursor if items else cursor)
 
     def _acquire(self, s: Session) -> FeedCursor | None:
         now = utcnow()

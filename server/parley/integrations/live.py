@@ -35,6 +35,7 @@ from parley.storage.feed_log import FeedCursor, FeedItem
 
 log = structlog.get_logger("parley.integrations")
 BATCH = 200
+HELD_BACK_RETRY = 0.1  # seconds: committed rows wait for an older transaction to end
 
 
 def parse_cursor(value: str, field: str = "cursor") -> FeedCursor:
@@ -51,6 +52,7 @@ class _Batch:
     items: list[FeedItem]
     cursor: FeedCursor
     full: bool
+    held_back: bool = False  # committed rows not readable yet: look again soon
 
 
 def _read_visible(
@@ -58,7 +60,9 @@ def _read_visible(
 ) -> _Batch:
     raw = feed_log.read_after(s, cursor, tenant_id=principal.tenant_id, limit=BATCH)
     if not raw:
-        return _Batch([], cursor, False)
+        return _Batch(
+            [], cursor, False, feed_log.held_back(s, cursor, tenant_id=principal.tenant_id)
+        )
     ids = sorted({i.session_id for i in raw})
     sessions = {
         row.id: row for row in s.scalars(select(m.Session).where(m.Session.id.in_(ids))).all()
@@ -71,7 +75,9 @@ def _read_visible(
         and can_read(principal, row)
         and flt.matches(i.name, i.session_id, tags.get(i.session_id, ()))
     ]
-    return _Batch(items, raw[-1].cursor, len(raw) == BATCH)
+    full = len(raw) == BATCH
+    held = not full and feed_log.held_back(s, raw[-1].cursor, tenant_id=principal.tenant_id)
+    return _Batch(items, raw[-1].cursor, full, held)
 
 
 class FeedReader:
@@ -112,7 +118,8 @@ class FeedReader:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
-            await wait(wake, min(remaining, self.poll_interval))
+            pause = HELD_BACK_RETRY if batch.held_back else self.poll_interval
+            await wait(wake, min(remaining, pause))
 
 
 def feed_frame(item: FeedItem) -> dict[str, Any]:

@@ -10,7 +10,12 @@ and ``id`` grows with commit order (``txid`` is always 0). On PostgreSQL, ids ar
 before commit, so a row with a smaller id can become visible after a larger one; a reader
 therefore only takes rows whose transaction is older than every transaction still running
 (``txid < xmin`` of its snapshot) and orders by ``(txid, id)``. Every row committed later has
-a larger ``txid`` than anything read, so a cursor never skips a row.
+a larger ``txid`` than anything read, so a cursor never skips a row. The price: a long
+writing transaction anywhere in the PostgreSQL cluster holds readers back until it ends
+(:func:`held_back` tells them to keep looking).
+
+Events must be added as ORM objects (``session.add(m.Event(...))``) for the hook to see them;
+a bulk Core insert into ``events`` would bypass the feed.
 """
 
 from __future__ import annotations
@@ -128,6 +133,18 @@ def read_after(
         )
         for entry, ev in s.execute(q).all()
     ]
+
+
+def held_back(s: Session, cursor: FeedCursor, *, tenant_id: str | None = None) -> bool:
+    """Whether rows after ``cursor`` are committed but not yet readable (PostgreSQL: an older
+    transaction, possibly unrelated, is still running). Readers then look again soon instead
+    of waiting for the next commit's nudge, which may never come."""
+    if s.get_bind().dialect.name != "postgresql":
+        return False
+    q = select(m.FeedEntry.id).where(_after(cursor), ~_visible(s))
+    if tenant_id is not None:
+        q = q.where(m.FeedEntry.tenant_id == tenant_id)
+    return s.execute(q.limit(1)).first() is not None
 
 
 def head(s: Session, *, tenant_id: str | None = None) -> FeedCursor:
