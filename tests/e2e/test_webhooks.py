@@ -220,6 +220,7 @@ async def test_private_addresses_need_the_setting(
             assert "PARLEY_WEBHOOK_ALLOW_PRIVATE" in r.json()["error"]["message"]
 
 
+@pytest.mark.timeout(240)  # three process starts, slow on a loaded machine
 async def test_a_crash_after_commit_loses_no_webhook(database_url: str, tmp_path: Path) -> None:
     """Kill the process after the commit and before delivery, and again while the receiver
     holds a delivery unanswered: a restarted process delivers both, with stable ids."""

@@ -46,6 +46,7 @@ async def pair(
         list(pool.map(lambda h: h.stop(), procs))
 
 
+@pytest.mark.timeout(180)  # two process starts, slow on a loaded machine
 async def test_feed_and_webhooks_across_processes(pair: list[HubProcess]) -> None:
     reader, writer = pair
     async with (
