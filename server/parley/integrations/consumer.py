@@ -1,9 +1,11 @@
 """A background reader of every tenant's feed, in commit order, on one process at a time.
 
 The reader's place (``feed_consumers``) and the right to move it are held as a lease: a
-process takes the row when it is free or its lease expired, renews it on every step, and
-moves the cursor only while it still owns the row. So with several processes exactly one
-consumes at any moment, and a crashed one is replaced after ``lease_ttl``.
+process takes the row when it is free or its lease expired, renews it every few seconds, and
+stores the cursor only while it still owns the row. Batches that changed nothing (no webhook
+or rule matched) do not cost a write: their cursor is stored with the next renewal. So with
+several processes exactly one consumes at any moment, and a crashed one is replaced after
+``lease_ttl``.
 
 Delivery to the handler is at least once: the cursor moves after the handler returns, so a
 crash in between hands the same items to the next owner. Handlers are idempotent.
@@ -32,8 +34,11 @@ from parley.storage.feed_log import FeedCursor, FeedItem
 
 log = structlog.get_logger("parley.integrations")
 
-Handler = Callable[[list[FeedItem]], Awaitable[None]]
+# Handles a batch; True when it wrote something, so the cursor is stored at once. Otherwise
+# the cursor is stored with the next lease renewal (a crash repeats that batch, harmlessly).
+Handler = Callable[[list[FeedItem]], Awaitable[bool]]
 HELD_BACK_RETRY = 0.1  # seconds: committed rows wait for an older transaction to end
+STORE_INTERVAL = 2.0  # seconds between lease renewals, which also store the cursor
 
 
 class FeedConsumer:
@@ -59,6 +64,7 @@ class FeedConsumer:
         self.batch = batch
         self.owner = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._task: asyncio.Task[None] | None = None
+        self._cursor: FeedCursor | None = None  # ours while we hold the lease; maybe unstored
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"feed-consumer-{self.name}")
@@ -70,30 +76,37 @@ class FeedConsumer:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self.db.write(self._release)
+            await self.db.write(partial(self._release, cursor=self._cursor))
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
+        renew_at = 0.0  # when the lease (and any cursor not yet stored) is written next
         while True:
             wake = self.signal.waiter()
             try:
-                cursor = await self.db.write(self._acquire)
-                if cursor is None:  # another process holds it
-                    await asyncio.sleep(self.lease_ttl / 3)
-                    continue
-                items, held = await self.db.read(partial(self._read, cursor=cursor))
+                if self._cursor is None or loop.time() >= renew_at:
+                    self._cursor = await self.db.write(partial(self._renew, cursor=self._cursor))
+                    if self._cursor is None:  # another process holds it
+                        await asyncio.sleep(self.lease_ttl / 3)
+                        continue
+                    renew_at = loop.time() + min(self.lease_ttl / 3, STORE_INTERVAL)
+                items, held = await self.db.read(partial(self._read, cursor=self._cursor))
                 if items:
-                    await self.handler(items)
-                    if not await self.db.write(partial(self._advance, cursor=items[-1].cursor)):
-                        log.warning("feed consumer lost its lease", consumer=self.name)
+                    wrote = await self.handler(items)
+                    self._cursor = items[-1].cursor
+                    if wrote:  # store the cursor with what the batch did, at once
+                        renew_at = 0.0
                         continue
                 failures = 0
                 if len(items) < self.batch:
-                    await wait(wake, HELD_BACK_RETRY if held else self.poll_interval)
+                    pause = HELD_BACK_RETRY if held else self.poll_interval
+                    await wait(wake, min(pause, max(0.0, renew_at - loop.time())))
             except asyncio.CancelledError:
                 raise
             except Exception:
                 failures += 1
+                self._cursor = None  # read the stored one again with the lease
                 log.exception("feed consumer step failed", consumer=self.name)
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
 
@@ -103,44 +116,40 @@ class FeedConsumer:
             return items, False
         return items, feed_log.held_back(s, items[-1].cursor if items else cursor)
 
-    def _acquire(self, s: Session) -> FeedCursor | None:
+    def _renew(self, s: Session, cursor: FeedCursor | None) -> FeedCursor | None:
+        """Renew the lease and store ``cursor``; or take a free or expired lease and answer
+        the stored cursor; None when another process holds it."""
         now = utcnow()
-        taken = s.execute(
-            update(m.FeedConsumer)
-            .where(
-                m.FeedConsumer.name == self.name,
-                or_(
-                    m.FeedConsumer.owner == self.owner,
-                    m.FeedConsumer.owner.is_(None),
-                    m.FeedConsumer.lease_until < now,
-                ),
+        until = now + timedelta(seconds=self.lease_ttl)
+        row = m.FeedConsumer
+        if cursor is not None:
+            kept = s.execute(
+                update(row)
+                .where(row.name == self.name, row.owner == self.owner)
+                .values(lease_until=until, txid=cursor.txid, last_id=cursor.id)
             )
-            .values(owner=self.owner, lease_until=now + timedelta(seconds=self.lease_ttl))
+            if kept.rowcount == 1:  # type: ignore[attr-defined]
+                return cursor
+            log.warning("feed consumer lost its lease", consumer=self.name)
+        taken = s.execute(
+            update(row)
+            .where(
+                row.name == self.name,
+                or_(row.owner.is_(None), row.lease_until < now),
+            )
+            .values(owner=self.owner, lease_until=until)
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             return None
-        row = s.execute(
-            select(m.FeedConsumer.txid, m.FeedConsumer.last_id).where(
-                m.FeedConsumer.name == self.name
-            )
-        ).one()
-        return FeedCursor(int(row[0]), int(row[1]))
+        stored = s.execute(select(row.txid, row.last_id).where(row.name == self.name)).one()
+        return FeedCursor(int(stored[0]), int(stored[1]))
 
-    def _advance(self, s: Session, cursor: FeedCursor) -> bool:
-        moved = s.execute(
-            update(m.FeedConsumer)
-            .where(m.FeedConsumer.name == self.name, m.FeedConsumer.owner == self.owner)
-            .values(
-                txid=cursor.txid,
-                last_id=cursor.id,
-                lease_until=utcnow() + timedelta(seconds=self.lease_ttl),
-            )
-        )
-        return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
-
-    def _release(self, s: Session) -> None:
+    def _release(self, s: Session, cursor: FeedCursor | None) -> None:
+        values: dict[str, object] = {"owner": None, "lease_until": None}
+        if cursor is not None:
+            values.update(txid=cursor.txid, last_id=cursor.id)
         s.execute(
             update(m.FeedConsumer)
             .where(m.FeedConsumer.name == self.name, m.FeedConsumer.owner == self.owner)
-            .values(owner=None, lease_until=None)
+            .values(**values)
         )

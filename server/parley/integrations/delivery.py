@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -53,46 +54,50 @@ class WebhookDispatcher:
         self.db = db
         self.worker = worker
 
-    async def __call__(self, items: list[FeedItem]) -> None:
+    async def __call__(self, items: list[FeedItem]) -> bool:
+        """Queue the deliveries of these items; True when any were queued."""
         tenants = sorted({i.tenant_id for i in items})
 
-        def work(s: Session) -> int:
-            hooks = s.scalars(
-                select(m.Webhook).where(m.Webhook.tenant_id.in_(tenants), m.Webhook.enabled)
+        def hooks_of(s: Session) -> list[tuple[str, str, list[str], datetime]]:
+            rows = s.execute(
+                select(
+                    m.Webhook.id, m.Webhook.tenant_id, m.Webhook.events, m.Webhook.created_at
+                ).where(m.Webhook.tenant_id.in_(tenants), m.Webhook.enabled)
             ).all()
-            if not hooks:
-                return 0
-            now = utcnow()
-            rows: list[dict[str, Any]] = []
-            for item in items:
-                for hook in hooks:
-                    if (
-                        hook.tenant_id == item.tenant_id
-                        and hook.created_at <= item.created_at
-                        and type_matches(hook.events, item.name)
-                    ):
-                        ident = delivery_id(hook.id, item.session_id, item.seq)
-                        rows.append(
-                            {
-                                "id": ident,
-                                "tenant_id": item.tenant_id,
-                                "webhook_id": hook.id,
-                                "event": item.name,
-                                "session_id": item.session_id,
-                                "seq": item.seq,
-                                "payload": payload(ident, item.tenant_id, item.frame),
-                                "status": DeliveryStatus.PENDING,
-                                "attempts": 0,
-                                "next_attempt_at": now,
-                                "created_at": now,
-                            }
-                        )
-            if rows:
-                _insert_new(s, rows)
-            return len(rows)
+            return [(r[0], r[1], list(r[2]), r[3]) for r in rows]
 
-        if await self.db.write(work) and self.worker is not None:
+        hooks = await self.db.read(hooks_of)  # most batches stop here, without a write
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        for item in items:
+            for hook_id, tenant_id, events, created_at in hooks:
+                if (
+                    tenant_id == item.tenant_id
+                    and created_at <= item.created_at
+                    and type_matches(events, item.name)
+                ):
+                    ident = delivery_id(hook_id, item.session_id, item.seq)
+                    rows.append(
+                        {
+                            "id": ident,
+                            "tenant_id": item.tenant_id,
+                            "webhook_id": hook_id,
+                            "event": item.name,
+                            "session_id": item.session_id,
+                            "seq": item.seq,
+                            "payload": payload(ident, item.tenant_id, item.frame),
+                            "status": DeliveryStatus.PENDING,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "created_at": now,
+                        }
+                    )
+        if not rows:
+            return False
+        await self.db.write(partial(_insert_new, rows=rows))
+        if self.worker is not None:
             self.worker.wake()
+        return True
 
 
 def _insert_new(s: Session, rows: list[dict[str, Any]]) -> None:

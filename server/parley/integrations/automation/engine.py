@@ -116,8 +116,9 @@ class AutomationEngine:
 
     # -- event rules ------------------------------------------------------------------------
 
-    async def handle(self, items: list[FeedItem]) -> None:
-        """Fire the event rules that match these committed events, in feed order."""
+    async def handle(self, items: list[FeedItem]) -> bool:
+        """Fire the event rules that match these committed events, in feed order; True when
+        any rule of these tenants was considered (runs may have been recorded)."""
         tenants = sorted({i.tenant_id for i in items})
 
         def load(s: Session) -> tuple[dict[str, list[_Rule]], dict[str, list[str]]]:
@@ -138,10 +139,11 @@ class AutomationEngine:
 
         by_tenant, tags = await self.db.read(load)
         if not by_tenant:
-            return
+            return False
         for item in items:
             for rule in by_tenant.get(item.tenant_id, []):
                 await self._consider(rule, item, tags.get(item.session_id, []))
+        return True
 
     async def _consider(self, rule: _Rule, item: FeedItem, tags: list[str]) -> None:
         assert rule.trigger is not None
