@@ -189,7 +189,7 @@ async def test_sse_takes_a_token_in_the_query_for_event_source(fast: RunningServ
     sid = await fast.create_session()
     async with (
         httpx.AsyncClient(base_url=fast.base_url, timeout=10) as h,
-        h.stream("GET", f"/api/v1/events/stream?token={fast.token()}") as r,
+        h.stream("GET", f"/api/v1/events/stream?types=message.created&token={fast.token()}") as r,
     ):
         assert r.status_code == 200
         stream = SseStream(r)

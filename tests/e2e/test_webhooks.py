@@ -146,6 +146,17 @@ async def test_filters_only_matching_events_and_tenants(hooked: RunningServer) -
         assert all(g.json["session"] == sid for g in got)
         assert other not in {g.json["session"] for g in got}
 
+        # The delivery log pages newest first.
+        page = (await h.get(f"/webhooks/{hook['id']}/deliveries?limit=1")).json()
+        assert [d["event"] for d in page["items"]] == ["session.updated"]
+        r = await h.get(f"/webhooks/{hook['id']}/deliveries?limit=1&cursor={page['next_cursor']}")
+        assert [d["event"] for d in r.json()["items"]] == ["session.created"]
+        assert r.json()["next_cursor"] is None
+        r = await h.get(f"/webhooks/{hook['id']}/deliveries?cursor=not-a-delivery")
+        assert r.status_code == 422
+        r = await h.get(f"/webhooks/{hook['id']}/deliveries?status=lost")
+        assert r.status_code == 422
+
 
 async def test_endpoint_is_disabled_after_repeated_failures(hooked: RunningServer) -> None:
     async with running_receiver(Receiver(fail_with=[500] * 50)) as rx, admin(hooked) as h:

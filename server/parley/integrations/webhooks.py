@@ -226,7 +226,7 @@ class WebhookService:
             if status is not None:
                 q = q.where(m.WebhookDelivery.status == status)
             if cursor:
-                at = _created_at(s, cursor)
+                at = _created_at(s, webhook_id, cursor)
                 q = q.where(
                     or_(
                         m.WebhookDelivery.created_at < at,
@@ -372,10 +372,15 @@ def _row(s: Session, p: Principal, webhook_id: str, *, lock: bool = False) -> m.
     raise NotFound(f"webhook {webhook_id[:80]!r} not found")
 
 
-def _created_at(s: Session, delivery: str) -> Any:
+def _created_at(s: Session, webhook_id: str, delivery: str) -> Any:
+    """Where a page starts: a delivery of this webhook (the caller's, already checked)."""
     if not plausible_id(delivery):
         raise InvalidRequest("cursor is not a delivery id")
-    value = s.scalar(select(m.WebhookDelivery.created_at).where(m.WebhookDelivery.id == delivery))
+    value = s.scalar(
+        select(m.WebhookDelivery.created_at).where(
+            m.WebhookDelivery.id == delivery, m.WebhookDelivery.webhook_id == webhook_id
+        )
+    )
     if value is None:
         raise InvalidRequest("cursor is not a delivery id")
     return value
