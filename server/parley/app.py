@@ -21,7 +21,9 @@ from parley.api import (
     apikeys,
     assistants,
     audit_requests,
+    automations,
     documents,
+    event_stream,
     headers,
     health,
     messages,
@@ -37,6 +39,7 @@ from parley.api import imports as import_routes
 from parley.api import insights as insights_api
 from parley.api import search as search_api
 from parley.api import templates as template_routes
+from parley.api import webhooks as webhook_routes
 from parley.api.common import JSONResponse
 from parley.attachments.blobs import LocalBlobStore
 from parley.attachments.gc import collect_periodically
@@ -48,7 +51,9 @@ from parley.crdt.manager import DocManager
 from parley.crdt.mux import Mux
 from parley.governance import crypto, scoping
 from parley.governance.audit import AuditRecorder
+from parley.governance.auth import TokenVerifier
 from parley.governance.hub import Governance
+from parley.governance.oidc import OidcVerifier
 from parley.governance.policy import Visibility
 from parley.governance.relay import GovernedRelay
 from parley.governance.retention import Retention
@@ -58,6 +63,8 @@ from parley.gql import endpoint as graphql_api
 from parley.gql.schema import build_schema
 from parley.hub.endpoint import SocketEndpoint
 from parley.hub.hub import Hub
+from parley.integrations.runtime import Integrations
+from parley.integrations.signal import NotifyingPublisher
 from parley.intelligence.wiring import Intelligence
 from parley.presence import create_presence_store
 from parley.relay.publisher import ObservingPublisher
@@ -172,9 +179,14 @@ def create_app(
         await hub.start()
         # The service publishes through the relay's observer, which forwards to the hub and
         # lets assistants answer committed messages (relay/publisher.py says why).
-        publisher = ObservingPublisher(hub)
-        # Governance (docs/privacy.md): quotas, PII and API keys wrap the service and relay.
-        governance = Governance(db, settings)
+        # Integrations (webhooks, feeds, automation): committed events also nudge feed readers.
+        integrations = Integrations(db, the_broker, settings)
+        publisher = ObservingPublisher(NotifyingPublisher(hub, integrations.signal))
+        # SSO: OpenID Connect tokens are accepted wherever Parley's own are.
+        oidc = OidcVerifier(settings) if settings.oidc_issuer else None
+        # Governance (docs/privacy.md): quotas, PII and API keys wrap the service and relay;
+        # it authenticates every bearer credential (API keys, Parley and SSO tokens).
+        governance = Governance(db, settings, TokenVerifier(settings.signing_key, oidc))
         await governance.start()
         service = GovernedSessionService(
             db,
@@ -211,7 +223,14 @@ def create_app(
         retention.start(settings.retention_interval)
         docs = DocManager(db, the_broker, AnnotationEvents.of(service), settings)
         app.state.endpoint = SocketEndpoint(
-            hub, service, settings, mux=Mux(docs), relay=relay, governance=governance, audit=audit
+            hub,
+            service,
+            settings,
+            mux=Mux(docs),
+            relay=relay,
+            governance=governance,
+            audit=audit,
+            feeds=integrations.feeds,
         )
         app.state.docs = docs
         app.state.yjs = YjsEndpoint(docs, service, settings, governance=governance, audit=audit)
@@ -230,10 +249,18 @@ def create_app(
         app.state.graphql_schema = build_schema(
             max_depth=settings.graphql_max_depth, max_cost=settings.graphql_max_complexity
         )
+        integrations.enable_automation(service, relay)
+        await integrations.start()
+        app.state.integrations = integrations
+        app.state.webhooks = integrations.webhooks
+        app.state.delivery_worker_wake = integrations.worker.wake
         log.info("parley ready", encryption=encryption is not None, **settings.safe_summary())
         try:
             yield
         finally:
+            await integrations.stop()
+            if oidc is not None:
+                await oidc.close()
             attachment_gc.cancel()
             await retention.stop()
             await intelligence.stop()
@@ -264,6 +291,9 @@ def create_app(
         *search_api.routes,
         *insights_api.routes,
         *analytics_api.routes,
+        *webhook_routes.routes,
+        *event_stream.routes,
+        *automations.routes,
     ]
     app = Starlette(
         routes=[

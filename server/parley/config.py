@@ -176,6 +176,72 @@ class Settings(BaseSettings):
         1024, ge=1, description="Answer token limit for assistants that set none."
     )
 
+    # Integrations (docs/integrations.md): webhooks, live event feeds, automation rules, SSO.
+    webhook_max_attempts: int = Field(
+        10, ge=1, description="HTTP attempts per webhook delivery before it is marked failed."
+    )
+    webhook_retry_base: float = Field(
+        5.0, gt=0, description="Backoff bound after the first failure in seconds; doubles."
+    )
+    webhook_retry_max: float = Field(
+        3600.0, gt=0, description="Longest wait between two attempts of a delivery, in seconds."
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, description="Seconds a receiver has to answer a delivery."
+    )
+    webhook_disable_after: int = Field(
+        50, ge=1, description="Consecutive failed attempts after which an endpoint is disabled."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs on loopback, private and link-local addresses.",
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, description="Deliveries one process posts at the same time."
+    )
+    integrations_workers: bool = Field(
+        True,
+        description="Run the webhook dispatcher and delivery worker and the automation engine"
+        " in this process (one process holds each consumer's lease at a time).",
+    )
+    feed_poll_interval: float = Field(
+        1.0, gt=0, description="Seconds between feed reads when no nudge arrives."
+    )
+    feed_heartbeat: float = Field(
+        15.0, gt=0, description="Seconds between heartbeat comments on an idle event stream."
+    )
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer whose tokens are accepted (unset: SSO off)."
+    )
+    oidc_audience: str | None = Field(
+        None, description="The audience (client id) OIDC tokens must name."
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="JWKS URL. Unset: from the issuer's /.well-known/openid-configuration."
+    )
+    oidc_algorithms: list[str] = Field(
+        ["RS256", "ES256"], description="Signature algorithms accepted for OIDC tokens."
+    )
+    oidc_user_claim: str = Field("sub", description="Claim holding the user id.")
+    oidc_name_claim: str = Field("name", description="Claim holding the display name.")
+    oidc_tenant_claim: str = Field("tid", description="Claim holding the tenant id.")
+    oidc_default_tenant: str | None = Field(
+        None, description="Tenant for OIDC tokens without the tenant claim (unset: refused)."
+    )
+    oidc_role_claim: str = Field(
+        "roles", description="Claim holding the user's roles (a string or a list)."
+    )
+    oidc_admin_roles: list[str] = Field(
+        ["admin"], description="Values of the role claim that make a tenant admin."
+    )
+    oidc_leeway: float = Field(30.0, ge=0, description="Clock skew allowed on exp/nbf/iat.")
+    oidc_jwks_min_refresh: float = Field(
+        10.0, ge=0, description="Least seconds between two JWKS fetches caused by unknown keys."
+    )
+    automation_max_depth: int = Field(
+        3, ge=1, description="Automation actions caused by automation actions before a loop stop."
+    )
+
     # Conversation intelligence (docs/intelligence.md): the analysis worker and the optional LLM.
     analysis_worker: bool = Field(
         True, description="Run the analysis worker in this process (several may share the queue)."

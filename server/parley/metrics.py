@@ -64,6 +64,27 @@ RELAY_REAPED = Counter(
     "parley_relay_reaped_total", "Streams of processes that died, stored as interrupted."
 )
 
+# Integrations (integrations/): webhooks, live feeds, automation.
+WEBHOOK_ATTEMPTS = Counter(
+    "parley_webhook_attempts_total",
+    "Webhook delivery attempts, by outcome (delivered, retry, failed).",
+    ["outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "parley_webhook_latency_seconds",
+    "Time a webhook receiver took to answer (or fail).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+WEBHOOKS_DISABLED = Counter(
+    "parley_webhooks_disabled_total", "Webhook endpoints disabled after repeated failures."
+)
+FEED_STREAMS = Gauge(
+    "parley_feed_streams", "Live tenant feed subscribers (SSE and socket) on this process."
+)
+AUTOMATION_RUNS = Counter(
+    "parley_automation_runs_total", "Automation rule firings, by status.", ["status"]
+)
+
 # -- conversation intelligence ---------------------------------------------------------------
 ANALYSIS_JOBS = Counter(
     "parley_analysis_jobs_total", "Session analyses run by this process, by outcome.", ["outcome"]

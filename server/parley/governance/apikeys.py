@@ -60,6 +60,11 @@ FRAME_SCOPES = {
     "delete": Scope.MESSAGES_WRITE,
     "ask": Scope.ASSISTANTS_ASK,
     "stop": Scope.ASSISTANTS_ASK,
+    "stream_start": Scope.MESSAGES_WRITE,  # a bot writing a message token by token
+    "stream_delta": Scope.MESSAGES_WRITE,
+    "stream_end": Scope.MESSAGES_WRITE,
+    "feed_subscribe": Scope.SESSIONS_READ,  # the tenant feed shows only readable sessions
+    "feed_unsubscribe": Scope.SESSIONS_READ,
 }
 
 

@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -129,6 +129,51 @@ def verify_token_expiry(key: str, token: str) -> tuple[Principal, int | None]:
     )
     exp = claims.get("exp")
     return principal, (int(exp) if isinstance(exp, int | float) else None)
+
+
+class OidcTokens(Protocol):
+    """Verifies tokens of one OpenID Connect issuer (``governance/oidc.py``)."""
+
+    issuer: str
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of a valid token; :class:`AuthError` with the reason otherwise."""
+
+
+class TokenVerifier:
+    """Every place that accepts a bearer token asks this: Parley's own HS256 tokens, and
+    tokens of the configured OpenID Connect provider when SSO is on."""
+
+    def __init__(self, key: str, oidc: OidcTokens | None = None) -> None:
+        self.key = key
+        self.oidc = oidc
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of ``token``; :class:`AuthError` with the precise reason otherwise.
+
+        Tokens Parley signed (issuer ``parley``, HS256) are checked with the signing key; with
+        SSO on, every other token goes to the provider's verifier, so its errors (wrong
+        issuer, audience, unknown key) are the ones reported."""
+        return (await self.verify_expiry(token))[0]
+
+    async def verify_expiry(self, token: str) -> tuple[Principal, int | None]:
+        """Like :meth:`verify`, also returning the token's expiry (Unix seconds, or None)."""
+        if self.oidc is not None and not _is_parley_token(token):
+            principal = await self.oidc.verify(token)
+            # Verified just above, so its own ``exp`` claim can be trusted.
+            exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+            return principal, exp if isinstance(exp, int) else None
+        return verify_token_expiry(self.key, token)
+
+
+def _is_parley_token(token: str) -> bool:
+    """Read without checking anything, only to pick the verifier."""
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+        iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return True  # malformed: the Parley verifier explains why
+    return alg == "HS256" and iss == ISSUER
 
 
 def socket_token(params: dict[str, list[str]], headers: dict[bytes, bytes]) -> str | None:

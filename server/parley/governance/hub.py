@@ -5,7 +5,7 @@ from __future__ import annotations
 from parley.config import Settings
 from parley.errors import AuthError
 from parley.governance.apikeys import PREFIX, ApiKeys
-from parley.governance.auth import Principal, verify_token_expiry
+from parley.governance.auth import Principal, TokenVerifier
 from parley.governance.pii.detector import Detector
 from parley.governance.pii.policy import ContentPolicy
 from parley.governance.policies import Policies
@@ -17,8 +17,11 @@ from parley.storage.database import Database
 class Governance:
     """Policies, quotas, PII handling and API keys of one process."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, verifier: TokenVerifier | None = None
+    ) -> None:
         self.settings = settings
+        self.verifier = verifier or TokenVerifier(settings.signing_key)
         self.policies = Policies(db, settings)
         self.quotas = Quotas(create_quota_store(settings.broker_url), self.policies, db)
         regions = [r.strip().upper() for r in settings.pii_phone_regions.split(",") if r.strip()]
@@ -42,4 +45,4 @@ class Governance:
             return await self.api_keys.resolve(token), None
         if not token:
             raise AuthError("empty token")
-        return verify_token_expiry(self.settings.signing_key, token)
+        return await self.verifier.verify_expiry(token)

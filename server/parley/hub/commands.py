@@ -15,6 +15,8 @@ from parley.governance.auth import Principal
 from parley.hub.connection import Connection
 from parley.hub.hub import Hub
 from parley.ids import iso, utcnow
+from parley.integrations.filters import FeedFilter, check_patterns
+from parley.integrations.live import LiveFeeds, parse_cursor
 from parley.protocol import frames as f
 from parley.protocol.server_frames import ack, pong
 from parley.relay.service import Relay
@@ -28,7 +30,7 @@ class CommandContext:
     """What a handler needs: the connection, its principal, and the parts it may call: the
     hub, the session service, the documents (``doc`` frames) and the relay (``ask``...)."""
 
-    __slots__ = ("conn", "hub", "mux", "principal", "relay", "service")
+    __slots__ = ("conn", "feeds", "hub", "mux", "principal", "relay", "service")
 
     def __init__(
         self,
@@ -38,8 +40,10 @@ class CommandContext:
         service: SessionService,
         mux: Mux,
         relay: Relay,
+        feeds: LiveFeeds | None = None,
     ):
         self.conn = conn
+        self.feeds = feeds
         self.principal = principal
         self.hub = hub
         self.service = service
@@ -251,6 +255,28 @@ async def _stream_end(ctx: CommandContext, frame: f.StreamEnd) -> None:
     ctx.conn.send_frame(ack(frame.id, session=frame.session, **answer))
 
 
+# -- the live tenant feed (integrations/live.py, docs/integrations.md) -------------------------
+
+
+async def _feed_subscribe(ctx: CommandContext, frame: f.FeedSubscribe) -> None:
+    if ctx.feeds is None:
+        raise ParleyError("the live feed is not available on this server")
+    flt = FeedFilter(
+        types=tuple(check_patterns(frame.types, "types")) if frame.types else (),
+        sessions=frozenset(frame.sessions),
+        tags=frozenset(t.strip().lower() for t in frame.tags),
+    )
+    cursor = parse_cursor(frame.cursor) if frame.cursor is not None else None
+    start = await ctx.feeds.subscribe_socket(ctx.conn, ctx.principal, flt, cursor)
+    ctx.conn.send_frame(ack(frame.id, cursor=str(start)))
+
+
+async def _feed_unsubscribe(ctx: CommandContext, frame: f.FeedUnsubscribe) -> None:
+    if ctx.feeds is None or not ctx.feeds.unsubscribe_socket(ctx.conn):
+        raise ParleyError("no feed subscription on this connection", code=ErrorCode.NOT_SUBSCRIBED)
+    ctx.conn.send_frame(ack(frame.id))
+
+
 HANDLERS: dict[type[Any], Handler] = {
     f.Subscribe: _subscribe,
     f.Unsubscribe: _unsubscribe,
@@ -268,4 +294,6 @@ HANDLERS: dict[type[Any], Handler] = {
     f.StreamStart: _stream_start,
     f.StreamDelta: _stream_delta,
     f.StreamEnd: _stream_end,
+    f.FeedSubscribe: _feed_subscribe,
+    f.FeedUnsubscribe: _feed_unsubscribe,
 }

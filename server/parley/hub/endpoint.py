@@ -37,6 +37,7 @@ from parley.hub.connection import Connection, ConnState
 from parley.hub.hub import Hub
 from parley.hub.ratelimit import TokenBucket
 from parley.ids import iso, utcnow
+from parley.integrations.live import LiveFeeds
 from parley.protocol import frames as f
 from parley.protocol.codec import Encoding, decode_raw, frame_ref, parse_frame
 from parley.protocol.server_frames import ack, error
@@ -75,8 +76,10 @@ class SocketEndpoint:
         relay: Relay,
         governance: Governance,
         audit: audit.AuditRecorder | None = None,
+        feeds: LiveFeeds | None = None,
     ) -> None:
         self.governance = governance
+        self.feeds = feeds
         self.hub = hub
         self.service = service
         self.settings = settings
@@ -116,6 +119,8 @@ class SocketEndpoint:
                 await self.governance.quotas.dismiss(conn.principal.tenant_id, conn.id)
             await self.hub.remove_connection(conn)
             await self.relay.client_streams.disconnected(conn.id)
+            if self.feeds is not None:
+                self.feeds.unsubscribe_socket(conn)
             if conn.is_open:
                 conn.close(CloseCode.NORMAL)
             await conn.wait_closed(1.0)
@@ -309,7 +314,9 @@ class _Pump:
             return
         conn.state = ConnState.OPEN
         ep = self.ep
-        self.ctx = CommandContext(conn, principal, ep.hub, ep.service, ep.mux, ep.relay)
+        self.ctx = CommandContext(
+            conn, principal, ep.hub, ep.service, ep.mux, ep.relay, feeds=ep.feeds
+        )
         structlog.contextvars.bind_contextvars(tenant=principal.tenant_id, user=principal.user_id)
         self._expire_at(exp)
         conn.send_frame(welcome(ref, conn, principal, self.ep.settings, expires_at=_iso_of(exp)))

@@ -46,6 +46,7 @@ from parley.sessions.queries import new_event, session_access, session_row
 from parley.sessions.rules import Role, SessionStatus
 from parley.sessions.service import Publisher
 from parley.sessions.views import event_view, message_view, participant_view, session_view
+from parley.storage import feed_log
 from parley.storage import models as m
 from parley.storage.database import Database
 
@@ -305,6 +306,7 @@ class Importer:
                     insert(m.Message), seal_values(s, m.Message, [_columns(v) for v in messages])
                 )
                 s.execute(insert(m.Event), seal_values(s, m.Event, events))
+                feed_log.record(s, events)  # webhooks, live feeds and automation see imports
                 return frames
 
             frames = await self.db.write(add)

@@ -170,6 +170,24 @@ class StreamEnd(_Frame):
     metadata: Metadata | None = None  # of the stored message
 
 
+# -- live tenant feed (integrations/live.py, docs/integrations.md) ----------------------------
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+EventPattern = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class FeedSubscribe(_Frame):
+    type: Literal["feed_subscribe"]
+    types: Annotated[list[EventPattern], Field(max_length=50)] = []
+    sessions: Annotated[list[SessionId], Field(max_length=100)] = []
+    tags: Annotated[list[Tag], Field(max_length=50)] = []
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=48)] | None = None
+
+
+class FeedUnsubscribe(_Frame):
+    type: Literal["feed_unsubscribe"]
+
+
 ClientFrame = Annotated[
     Hello
     | Auth
@@ -188,7 +206,9 @@ ClientFrame = Annotated[
     | Streams
     | StreamStart
     | StreamDelta
-    | StreamEnd,
+    | StreamEnd
+    | FeedSubscribe
+    | FeedUnsubscribe,
     Field(discriminator="type"),
 ]
 
@@ -197,4 +217,5 @@ CLIENT_FRAME_TYPES = frozenset(
     | {"doc_join", "doc_leave", "doc"}
     | {"ask", "stop", "streams"}
     | {"stream_start", "stream_delta", "stream_end"}
+    | {"feed_subscribe", "feed_unsubscribe"}
 )

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKeyConstraint,
@@ -598,4 +599,152 @@ class MessageAttachment(Base):
         ForeignKeyConstraint(["message_id"], ["messages.id"], ondelete="CASCADE"),
         ForeignKeyConstraint(["attachment_id"], ["attachments.id"], ondelete="CASCADE"),
         Index(None, "attachment_id"),
+    )
+
+
+# -- integrations: the tenant feed, webhooks, automation (integrations/) ---------------------
+# ``event_feed`` gives every durable event a tenant-wide position. One row is written in the
+# transaction of each event (storage/feed_log.py), so it is also the transactional outbox that
+# webhooks and automation rules consume: a crash after the commit loses nothing.
+
+
+class FeedEntry(Base):
+    """The position of one durable event in its tenant's feed.
+
+    Readers order by ``(txid, id)``: ``id`` follows commit order on SQLite (one writer at a
+    time); on PostgreSQL ``txid`` is the writing transaction's id, and a reader only takes rows
+    of transactions older than every one still running, so nothing can appear behind it.
+    """
+
+    __tablename__ = "event_feed"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(64))
+    txid: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index(None, "tenant_id", "txid", "id"),
+        Index(None, "txid", "id"),
+        {"sqlite_autoincrement": True},  # ids are never reused, so a cursor never goes back
+    )
+
+
+class FeedConsumer(Base):
+    """A background consumer's place in the feed, and which process holds it (a lease)."""
+
+    __tablename__ = "feed_consumers"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Webhook(Base):
+    """A tenant's webhook endpoint and the events it wants."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(128))
+    events: Mapped[list[str]] = mapped_column(Json)
+    description: Mapped[str] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    disabled_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+        Index(None, "tenant_id", "id"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook. Its id is stable across retries and redeliveries."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    webhook_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["webhook_id"], ["webhooks.id"], ondelete="CASCADE"),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "webhook_id", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per HTTP attempt."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(64))
+    webhook_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["delivery_id"], ["webhook_deliveries.id"], ondelete="CASCADE"),
+        Index(None, "delivery_id", "id"),
+    )
+
+
+class AutomationRule(Base):
+    """When an event matches ``trigger`` (or ``schedule`` comes due), run ``actions``."""
+
+    __tablename__ = "automation_rules"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    trigger: Mapped[dict[str, Any]] = mapped_column(Json)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    schedule: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+        Index(None, "tenant_id", "id"),
+        Index(None, "next_run_at"),
+    )
+
+
+class AutomationRun(Base):
+    """What one firing of a rule did: ok, failed, or stopped as a loop."""
+
+    __tablename__ = "automation_runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    cause: Mapped[str] = mapped_column(String(16))  # event | schedule
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # ok | failed | loop_stopped
+    detail: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["rule_id"], ["automation_rules.id"], ondelete="CASCADE"),
+        Index(None, "rule_id", "id"),
     )

@@ -1,0 +1,1 @@
+"""Integrations: webhooks, live event feeds, automation rules (docs/integrations.md)."""

@@ -1,0 +1,1 @@
+"""Automation rules: actions run when events match or a cron schedule comes due."""
