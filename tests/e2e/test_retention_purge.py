@@ -156,6 +156,12 @@ async def test_purge_user_over_rest_leaves_no_content(server: RunningServer) -> 
         assert report["events"] >= 5  # 3 created, 1 edited, 1 participant.joined at least
         assert report["user_row"] is True
         assert MARK not in str(report)
+        # The audit trail keeps a record of the purge with its counts, not the content.
+        trail = (await root.get("/audit", params={"action": "user.purge"})).json()["items"]
+        assert [(e["actor"], e["target_id"], e["details"]["messages"]) for e in trail] == [
+            ("root", "alice", 3)
+        ]
+        assert MARK not in str(trail)
         bad = await root.post("/tenant/users/not a user/purge")
         assert bad.status_code == 422
 

@@ -129,6 +129,19 @@ REST_PROBES: list[tuple[str, str, Frame | None]] = [
     ("GET", "/sessions/{sid}/share-links", None),
     ("POST", "/sessions/{sid}/share-links", {"role": "editor"}),
     ("DELETE", "/sessions/{sid}/share-links/{mid}", None),
+    ("GET", "/sessions/{sid}/export", None),
+    ("GET", "/sessions/{sid}/export?format=md", None),
+    ("GET", "/sessions/{sid}/attachments", None),
+    ("GET", "/attachments/{mid}", None),
+    ("GET", "/attachments/{mid}/thumbnail", None),
+    ("GET", "/sessions/{sid}/summary", None),
+    ("POST", "/sessions/{sid}/summary", None),
+    ("PUT", "/sessions/{sid}/seen", None),
+    ("GET", "/sessions/{sid}/insights", None),
+    ("GET", "/sessions/{sid}/related", None),
+    ("POST", "/sessions/{sid}/tag-suggestions/pwned/accept", None),
+    ("GET", "/sessions/{sid}/retention", None),
+    ("PUT", "/sessions/{sid}/retention", {"archive_after_days": 1}),
 ]
 
 

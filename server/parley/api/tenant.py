@@ -13,7 +13,7 @@ from starlette.responses import Response
 from parley.api.apikeys import admin
 from parley.api.common import JSONResponse, api, body, principal, resource
 from parley.errors import Forbidden, InvalidRequest
-from parley.governance import purge
+from parley.governance import audit, purge
 from parley.governance.auth import Principal, valid_identifier
 from parley.governance.hub import Governance
 from parley.governance.policies import PiiMode
@@ -114,7 +114,15 @@ async def purge_user(request: Request) -> Response:
     user_id = request.path_params["user_id"]
     if not valid_identifier(user_id):
         raise InvalidRequest("user ids are 1-128 letters, digits or ._@+-")
-    report = await purge.purge_user(request.app.state.db, p.tenant_id, user_id, actor=p.user_id)
+    report = await purge.purge_user(
+        request.app.state.db,
+        p.tenant_id,
+        user_id,
+        actor=p.user_id,
+        actor_kind=str(p.kind),
+        client=audit.client_address(),
+    )
+    audit.mark_recorded()  # the purge wrote its own entry, with the counts
     return JSONResponse(report.view())
 
 

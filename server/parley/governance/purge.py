@@ -26,6 +26,7 @@ import structlog
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from parley.governance import audit
 from parley.ids import iso, utcnow
 from parley.storage import models as m
 from parley.storage.database import Database
@@ -73,9 +74,17 @@ def _blank_message(data: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 async def purge_user(
-    db: Database, tenant_id: str, user_id: str, *, actor: str, progress: Progress | None = None
+    db: Database,
+    tenant_id: str,
+    user_id: str,
+    *,
+    actor: str,
+    actor_kind: str = "operator",
+    client: str | None = None,
+    progress: Progress | None = None,
 ) -> PurgeReport:
-    """Remove ``user_id``'s content from every session of ``tenant_id`` (module docstring)."""
+    """Remove ``user_id``'s content from every session of ``tenant_id`` (module docstring).
+    The audit trail keeps a record of the purge (who, when, the counts), never of the content."""
     say = progress or (lambda _line: None)
     now = utcnow()
     report = PurgeReport(
@@ -177,6 +186,17 @@ async def purge_user(
 
     report.api_keys, report.user_row = await db.write(identity)
     report.finished_at = iso(utcnow())
+    entry = audit.Entry(
+        tenant_id=tenant_id,
+        actor=actor,
+        actor_kind=actor_kind,
+        action="user.purge",
+        target_type="user",
+        target_id=user_id,
+        client=client,
+        details=report.view(),
+    )
+    await db.write(lambda s: audit.append_entries(s, tenant_id, [entry]))
     say(
         f"done: {report.messages} messages and {report.events} events blanked in "
         f"{report.sessions} sessions; {report.participants} participant rows, "

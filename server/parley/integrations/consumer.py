@@ -25,12 +25,16 @@ import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from parley.governance.scoping import all_tenants
 from parley.ids import utcnow
 from parley.integrations.signal import FeedSignal, wait
 from parley.storage import feed_log
 from parley.storage import models as m
 from parley.storage.database import Database
 from parley.storage.feed_log import FeedCursor, FeedItem
+
+# Background workers serve every tenant: each row they take names its own tenant.
+SPANS = "a background worker of every tenant"
 
 log = structlog.get_logger("parley.integrations")
 
@@ -76,7 +80,7 @@ class FeedConsumer:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self.db.write(partial(self._release, cursor=self._cursor))
+            await self.db.write(all_tenants(SPANS, partial(self._release, cursor=self._cursor)))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -86,12 +90,16 @@ class FeedConsumer:
             wake = self.signal.waiter()
             try:
                 if self._cursor is None or loop.time() >= renew_at:
-                    self._cursor = await self.db.write(partial(self._renew, cursor=self._cursor))
+                    self._cursor = await self.db.write(
+                        all_tenants(SPANS, partial(self._renew, cursor=self._cursor))
+                    )
                     if self._cursor is None:  # another process holds it
                         await asyncio.sleep(self.lease_ttl / 3)
                         continue
                     renew_at = loop.time() + min(self.lease_ttl / 3, STORE_INTERVAL)
-                items, held = await self.db.read(partial(self._read, cursor=self._cursor))
+                items, held = await self.db.read(
+                    all_tenants(SPANS, partial(self._read, cursor=self._cursor))
+                )
                 if items:
                     wrote = await self.handler(items)
                     self._cursor = items[-1].cursor

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from parley import metrics
 from parley.config import Settings
 from parley.errors import InvalidRequest
+from parley.governance.scoping import all_tenants
 from parley.ids import utcnow
 from parley.integrations import signing, urls
 from parley.integrations.filters import type_matches
@@ -41,6 +42,9 @@ from parley.integrations.webhooks import DeliveryStatus, delivery_id, payload
 from parley.storage import models as m
 from parley.storage.database import Database
 from parley.storage.feed_log import FeedItem
+
+# Background workers serve every tenant: each row they take names its own tenant.
+SPANS = "a background worker of every tenant"
 
 log = structlog.get_logger("parley.integrations")
 CLAIM_BATCH = 32
@@ -66,7 +70,9 @@ class WebhookDispatcher:
             ).all()
             return [(r[0], r[1], list(r[2]), r[3]) for r in rows]
 
-        hooks = await self.db.read(hooks_of)  # most batches stop here, without a write
+        hooks = await self.db.read(
+            all_tenants(SPANS, hooks_of)
+        )  # most batches stop here, without a write
         now = utcnow()
         rows: list[dict[str, Any]] = []
         for item in items:
@@ -94,7 +100,7 @@ class WebhookDispatcher:
                     )
         if not rows:
             return False
-        await self.db.write(partial(_insert_new, rows=rows))
+        await self.db.write(all_tenants(SPANS, partial(_insert_new, rows=rows)))
         if self.worker is not None:
             self.worker.wake()
         return True
@@ -168,7 +174,7 @@ class DeliveryWorker:
         while True:
             self._wake.clear()
             try:
-                claims = await self.db.write(self._claim)
+                claims = await self.db.write(all_tenants(SPANS, self._claim))
                 if claims:
                     await asyncio.gather(*(self._deliver(c) for c in claims))
                     failures = 0
@@ -217,7 +223,7 @@ class DeliveryWorker:
     async def _deliver(self, claim: _Claim) -> None:
         async with self._slots:
             outcome = await self._post(claim)
-        await self.db.write(lambda s: self._record(s, claim, outcome))
+        await self.db.write(all_tenants(SPANS, lambda s: self._record(s, claim, outcome)))
 
     async def _post(self, claim: _Claim) -> _Outcome:
         assert self._client is not None

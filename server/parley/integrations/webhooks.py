@@ -222,11 +222,14 @@ class WebhookService:
 
         def work(s: Session) -> tuple[list[dict[str, Any]], str | None]:
             _row(s, p, webhook_id)
-            q = select(m.WebhookDelivery).where(m.WebhookDelivery.webhook_id == webhook_id)
+            q = select(m.WebhookDelivery).where(
+                m.WebhookDelivery.tenant_id == p.tenant_id,
+                m.WebhookDelivery.webhook_id == webhook_id,
+            )
             if status is not None:
                 q = q.where(m.WebhookDelivery.status == status)
             if cursor:
-                at = _created_at(s, webhook_id, cursor)
+                at = _created_at(s, p.tenant_id, webhook_id, cursor)
                 q = q.where(
                     or_(
                         m.WebhookDelivery.created_at < at,
@@ -246,7 +249,10 @@ class WebhookService:
             if rows:
                 for a in s.scalars(
                     select(m.WebhookAttempt)
-                    .where(m.WebhookAttempt.delivery_id.in_(list(logs)))
+                    .where(
+                        m.WebhookAttempt.tenant_id == p.tenant_id,
+                        m.WebhookAttempt.delivery_id.in_(list(logs)),
+                    )
                     .order_by(m.WebhookAttempt.id)
                 ):
                     logs[a.delivery_id].append(a)
@@ -264,7 +270,14 @@ class WebhookService:
         def work(s: Session) -> dict[str, Any]:
             hook = _row(s, p, webhook_id)
             row = (
-                s.get(m.WebhookDelivery, delivery, with_for_update=True)
+                s.scalar(
+                    select(m.WebhookDelivery)
+                    .where(
+                        m.WebhookDelivery.tenant_id == p.tenant_id,
+                        m.WebhookDelivery.id == delivery,
+                    )
+                    .with_for_update()
+                )
                 if plausible_id(delivery)
                 else None
             )
@@ -330,7 +343,10 @@ class WebhookService:
             )
             if hook is None:
                 return False
-            if s.get(m.WebhookDelivery, delivery) is None:
+            known = select(m.WebhookDelivery.id).where(
+                m.WebhookDelivery.tenant_id == tenant_id, m.WebhookDelivery.id == delivery
+            )
+            if s.scalar(known) is None:
                 s.add(
                     m.WebhookDelivery(
                         id=delivery,
@@ -372,13 +388,15 @@ def _row(s: Session, p: Principal, webhook_id: str, *, lock: bool = False) -> m.
     raise NotFound(f"webhook {webhook_id[:80]!r} not found")
 
 
-def _created_at(s: Session, webhook_id: str, delivery: str) -> Any:
+def _created_at(s: Session, tenant_id: str, webhook_id: str, delivery: str) -> Any:
     """Where a page starts: a delivery of this webhook (the caller's, already checked)."""
     if not plausible_id(delivery):
         raise InvalidRequest("cursor is not a delivery id")
     value = s.scalar(
         select(m.WebhookDelivery.created_at).where(
-            m.WebhookDelivery.id == delivery, m.WebhookDelivery.webhook_id == webhook_id
+            m.WebhookDelivery.id == delivery,
+            m.WebhookDelivery.webhook_id == webhook_id,
+            m.WebhookDelivery.tenant_id == tenant_id,
         )
     )
     if value is None:

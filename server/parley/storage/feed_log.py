@@ -113,7 +113,11 @@ def read_after(
         select(m.FeedEntry, m.Event)
         .join(
             m.Event,
-            and_(m.Event.session_id == m.FeedEntry.session_id, m.Event.seq == m.FeedEntry.seq),
+            and_(
+                m.Event.tenant_id == m.FeedEntry.tenant_id,
+                m.Event.session_id == m.FeedEntry.session_id,
+                m.Event.seq == m.FeedEntry.seq,
+            ),
         )
         .where(_after(cursor), _visible(s))
         .order_by(m.FeedEntry.txid, m.FeedEntry.id)

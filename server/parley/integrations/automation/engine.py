@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from parley import metrics
 from parley.errors import Conflict, Forbidden, InvalidRequest, ParleyError
 from parley.governance.auth import Principal, TenantRole, UserKind
+from parley.governance.scoping import all_tenants
 from parley.ids import iso, new_id, utcnow
 from parley.integrations.automation import rules as r
 from parley.integrations.automation.service import rule_row, run_view
@@ -35,13 +36,22 @@ from parley.integrations.automation.summary import summarize
 from parley.integrations.webhooks import WebhookService
 from parley.relay.assistants import USER_PREFIX
 from parley.relay.service import Relay
-from parley.sessions.queries import new_event, role_of, session_row, tags_of
+from parley.sessions.queries import (
+    new_event,
+    readable_sessions_filter,
+    role_of,
+    session_row,
+    tags_of,
+)
 from parley.sessions.rules import Role, clean_tags
 from parley.sessions.service import SessionService
 from parley.sessions.views import event_view, participant_view, session_view
 from parley.storage import models as m
 from parley.storage.database import Database
 from parley.storage.feed_log import FeedItem
+
+# Background workers serve every tenant: each row they take names its own tenant.
+SPANS = "a background worker of every tenant"
 
 log = structlog.get_logger("parley.automation")
 _NS = uuid.UUID("0b7f6e51-29a4-4c57-8a3e-5d1c0f9d2b64")
@@ -140,7 +150,7 @@ class AutomationEngine:
                 tags.update(tags_of(s, wanted, tenant))
             return by_tenant, tags
 
-        by_tenant, tags = await self.db.read(load)
+        by_tenant, tags = await self.db.read(all_tenants(SPANS, load))
         if not by_tenant:
             return False
         for item in items:
@@ -189,7 +199,7 @@ class AutomationEngine:
     async def _schedule_loop(self) -> None:
         while True:
             try:
-                for rule, at in await self.db.write(self._claim_due):
+                for rule, at in await self.db.write(all_tenants(SPANS, self._claim_due)):
                     await self._run_scheduled(rule, at)
             except asyncio.CancelledError:
                 raise
@@ -388,6 +398,7 @@ class AutomationEngine:
             rows = s.scalars(
                 select(m.Message.text)
                 .where(
+                    m.Message.tenant_id == me.tenant_id,
                     m.Message.session_id == session_id,
                     m.Message.deleted_at.is_(None),
                     m.Message.author_id != me.user_id,
@@ -421,7 +432,9 @@ class AutomationEngine:
             sessions = s.scalars(
                 select(m.Session)
                 .where(
-                    m.Session.tenant_id == me.tenant_id,
+                    # Only what the automation's bot may read: a digest never carries a
+                    # private session's text into another session.
+                    readable_sessions_filter(me),
                     m.Session.updated_at >= since,
                     m.Session.id != target,
                 )
@@ -434,6 +447,7 @@ class AutomationEngine:
                     select(m.Message.text)
                     .where(
                         and_(
+                            m.Message.tenant_id == me.tenant_id,
                             m.Message.session_id == row.id,
                             m.Message.created_at >= since,
                             m.Message.deleted_at.is_(None),
@@ -445,7 +459,11 @@ class AutomationEngine:
                 count = s.scalar(
                     select(func.count())
                     .select_from(m.Message)
-                    .where(m.Message.session_id == row.id, m.Message.created_at >= since)
+                    .where(
+                        m.Message.tenant_id == me.tenant_id,
+                        m.Message.session_id == row.id,
+                        m.Message.created_at >= since,
+                    )
                 )
                 out.append((row.id, row.title or "(untitled)", int(count or 0), list(texts)))
             return out
@@ -486,7 +504,10 @@ class AutomationEngine:
         )
 
         def work(s: Session) -> None:
-            if s.get(m.AutomationRule, rule.id) is not None:  # not deleted meanwhile
+            alive = select(m.AutomationRule.id).where(
+                m.AutomationRule.tenant_id == rule.tenant_id, m.AutomationRule.id == rule.id
+            )
+            if s.scalar(alive) is not None:  # not deleted meanwhile
                 s.add(row)
 
         await self.db.write(work)

@@ -129,7 +129,7 @@ class AutomationService:
             rule_row(s, p.tenant_id, rule_id)
             rows = s.scalars(
                 select(m.AutomationRun)
-                .where(m.AutomationRun.rule_id == rule_id)
+                .where(m.AutomationRun.tenant_id == p.tenant_id, m.AutomationRun.rule_id == rule_id)
                 .order_by(m.AutomationRun.id.desc())
                 .limit(limit)
             ).all()
