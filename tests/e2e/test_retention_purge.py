@@ -14,9 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley.config import Settings
+from parley.governance.scoping import all_tenants
 from parley.storage import models as m
 from tests.e2e.gov_helpers import admin
 from tests.support import RunningServer, start_server
+
+INSPECTS = "the test inspects and ages rows directly"
 
 MARK = "zebra-secret-content"
 
@@ -95,7 +98,7 @@ async def test_retention_archives_then_purges_idle_sessions(server: RunningServe
             s.scalars(select(m.Message.id).where(m.Message.session_id.in_([keep, short]))).all()
         ) + list(s.scalars(select(m.Event.seq).where(m.Event.session_id.in_([keep, short]))).all())
 
-    assert await server.app.state.db.read(leftovers) == []
+    assert await server.app.state.db.read(all_tenants(INSPECTS, leftovers)) == []
 
 
 async def everything_stored(server: RunningServer) -> str:
@@ -108,7 +111,7 @@ async def everything_stored(server: RunningServer) -> str:
                 rows.append({c: getattr(row, c) for c in row.__mapper__.attrs.keys()})  # noqa: SIM118
         return str(rows)
 
-    text: str = await server.app.state.db.read(read)
+    text: str = await server.app.state.db.read(all_tenants(INSPECTS, read))
     return text
 
 
@@ -218,7 +221,7 @@ async def test_the_server_applies_retention_on_its_interval(
 
         async with server.client("alice") as ws, server.http("alice") as h:
             await ws.subscribe(old)  # before aging it: the next run may come at any moment
-            await server.app.state.db.write(age)
+            await server.app.state.db.write(all_tenants(INSPECTS, age))
             gone = await ws.wait_for(lambda f: f.get("event") == "session.deleted")
             assert gone["data"]["reason"] == "retention"
             assert (await h.get(f"/sessions/{old}")).status_code == 404

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -126,6 +127,14 @@ async def purge_user(request: Request) -> Response:
     return JSONResponse(report.view())
 
 
+def _session_retention(s: Session, tenant_id: str, session_id: str) -> m.SessionRetention | None:
+    return s.scalar(
+        select(m.SessionRetention).where(
+            m.SessionRetention.tenant_id == tenant_id, m.SessionRetention.session_id == session_id
+        )
+    )
+
+
 async def _session_retention_of(request: Request, *, change: bool) -> tuple[Principal, str]:
     p = await principal(request)
     session_id = request.path_params["session_id"]
@@ -148,7 +157,7 @@ async def get_session_retention(request: Request) -> Response:
     p, session_id = await _session_retention_of(request, change=False)
 
     def read(s: Session) -> dict[str, Any]:
-        row = s.get(m.SessionRetention, session_id)
+        row = _session_retention(s, p.tenant_id, session_id)
         own = {
             "archive_after_days": row.archive_after_days if row else None,
             "purge_after_days": row.purge_after_days if row else None,
@@ -168,7 +177,7 @@ async def put_session_retention(request: Request) -> Response:
     req = await body(request, PutRetention)
 
     def write(s: Session) -> dict[str, Any]:
-        row = s.get(m.SessionRetention, session_id)
+        row = _session_retention(s, p.tenant_id, session_id)
         if row is None:
             row = m.SessionRetention(session_id=session_id, tenant_id=p.tenant_id)
             s.add(row)

@@ -42,14 +42,18 @@ class Exporter:
             row = session_row(s, p, session_id)
             view = session_view(row, tags_of(s, [session_id], p.tenant_id)[session_id])
             rows = s.scalars(
-                select(m.Message).where(m.Message.session_id == session_id).order_by(m.Message.seq)
+                select(m.Message)
+                .where(m.Message.tenant_id == p.tenant_id, m.Message.session_id == session_id)
+                .order_by(m.Message.seq)
             )
             messages = [message_view(r) for r in rows]
             assistants = [
                 assistant_view(a)
                 for a in s.scalars(
                     select(m.Assistant)
-                    .where(m.Assistant.session_id == session_id)
+                    .where(
+                        m.Assistant.tenant_id == p.tenant_id, m.Assistant.session_id == session_id
+                    )
                     .order_by(m.Assistant.created_at, m.Assistant.name)
                 )
             ]
@@ -65,6 +69,7 @@ class Exporter:
                 for e in s.scalars(
                     select(m.Event)
                     .where(
+                        m.Event.tenant_id == p.tenant_id,
                         m.Event.session_id == session_id,
                         m.Event.name.in_(("message.edited", "message.deleted")),
                     )

@@ -27,9 +27,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from parley.governance import audit
+from parley.governance.scoping import all_tenants
 from parley.ids import iso, utcnow
 from parley.storage import models as m
 from parley.storage.database import Database
+
+# Each unit works on one tenant named by the caller; its statements narrow by session ids.
+ONE_TENANT = "retention and purges work within the one tenant they were given"
 
 log = structlog.get_logger("parley.governance")
 
@@ -111,7 +115,7 @@ async def purge_user(
         ids |= set(s.scalars(acted).all())
         return sorted(ids)
 
-    session_ids = await db.read(sessions_of)
+    session_ids = await db.read(all_tenants(ONE_TENANT, sessions_of))
     say(f"purging {user_id} in tenant {tenant_id}: {len(session_ids)} sessions")
     for number, session_id in enumerate(session_ids, start=1):
 
@@ -162,7 +166,7 @@ async def purge_user(
             )
             return messages, events, participants
 
-        messages, events, participants = await db.write(work)
+        messages, events, participants = await db.write(all_tenants(ONE_TENANT, work))
         report.messages += messages
         report.events += events
         report.participants += participants
@@ -184,7 +188,7 @@ async def purge_user(
         )
         return keys, bool(user)
 
-    report.api_keys, report.user_row = await db.write(identity)
+    report.api_keys, report.user_row = await db.write(all_tenants(ONE_TENANT, identity))
     report.finished_at = iso(utcnow())
     entry = audit.Entry(
         tenant_id=tenant_id,
@@ -196,7 +200,7 @@ async def purge_user(
         client=client,
         details=report.view(),
     )
-    await db.write(lambda s: audit.append_entries(s, tenant_id, [entry]))
+    await db.write(all_tenants(ONE_TENANT, lambda s: audit.append_entries(s, tenant_id, [entry])))
     say(
         f"done: {report.messages} messages and {report.events} events blanked in "
         f"{report.sessions} sessions; {report.participants} participant rows, "

@@ -23,11 +23,15 @@ from sqlalchemy.orm import Session
 
 from parley import metrics
 from parley.governance.policies import Policies
+from parley.governance.scoping import all_tenants
 from parley.ids import utcnow
 from parley.sessions.rules import SessionStatus
 from parley.sessions.views import event_view, session_view
 from parley.storage import models as m
 from parley.storage.database import Database
+
+# Each unit works on one tenant named by the caller; its statements narrow by session ids.
+ONE_TENANT = "retention and purges work within the one tenant they were given"
 
 log = structlog.get_logger("parley.governance")
 
@@ -115,7 +119,10 @@ class Retention:
         say = progress or (lambda _line: None)
         report = RetentionReport()
         tenants = await self.db.read(
-            lambda s: list(s.scalars(select(m.Tenant.id).order_by(m.Tenant.id)).all())
+            all_tenants(
+                ONE_TENANT,
+                lambda s: list(s.scalars(select(m.Tenant.id).order_by(m.Tenant.id)).all()),
+            )
         )
         for tenant_id in tenants:
             before = (len(report.archived), len(report.purged))
@@ -137,7 +144,11 @@ class Retention:
                     m.SessionRetention.archive_after_days,
                     m.SessionRetention.purge_after_days,
                 )
-                .outerjoin(m.SessionRetention, m.SessionRetention.session_id == m.Session.id)
+                .outerjoin(
+                    m.SessionRetention,
+                    (m.SessionRetention.tenant_id == m.Session.tenant_id)
+                    & (m.SessionRetention.session_id == m.Session.id),
+                )
                 .where(m.Session.tenant_id == tenant_id, m.Session.updated_at < now - timedelta(1))
                 .order_by(m.Session.id)
             ).all()
@@ -153,7 +164,7 @@ class Retention:
                 for sid, status, updated, archive, purge in rows
             ]
 
-        for c in await self.db.read(work):
+        for c in await self.db.read(all_tenants(ONE_TENANT, work)):
             idle = now - c.updated_at
             if c.purge_after_days is not None and idle >= timedelta(days=c.purge_after_days):
                 if await self._purge(c, now):
@@ -196,7 +207,7 @@ class Retention:
             s.add(ev)
             return [event_view(ev)]
 
-        frames = await self.db.write(work)
+        frames = await self.db.write(all_tenants(ONE_TENANT, work))
         if frames is None:
             return False
         metrics.RETENTION_SESSIONS.labels(action="archived").inc()
@@ -215,7 +226,7 @@ class Retention:
             delete_session_rows(s, c.session_id)
             return True
 
-        if not await self.db.write(work):
+        if not await self.db.write(all_tenants(ONE_TENANT, work)):
             return False
         metrics.RETENTION_SESSIONS.labels(action="purged").inc()
         log.info("session purged by retention", tenant=c.tenant_id, session=c.session_id)

@@ -19,19 +19,40 @@ from parley.storage import models as m
 MAX_MESSAGE_ROWS = 500
 
 
+def _suggestion(s: Session, p: Principal, session_id: str, tag: str) -> m.TagSuggestion | None:
+    return s.scalar(
+        select(m.TagSuggestion).where(
+            m.TagSuggestion.tenant_id == p.tenant_id,
+            m.TagSuggestion.session_id == session_id,
+            m.TagSuggestion.tag == tag,
+        )
+    )
+
+
 def insights(s: Session, p: Principal, session_id: str) -> dict[str, Any]:
     """Keywords, topics, tag suggestions (with explaining words), sentiment trend and intents."""
     session_row(s, p, session_id)
-    row = s.get(m.SessionInsight, session_id)
-    pending = s.get(m.AnalysisJob, session_id) is not None
+    row = s.scalar(
+        select(m.SessionInsight).where(
+            m.SessionInsight.tenant_id == p.tenant_id, m.SessionInsight.session_id == session_id
+        )
+    )
+    pending = (
+        s.scalar(
+            select(m.AnalysisJob.session_id).where(
+                m.AnalysisJob.tenant_id == p.tenant_id, m.AnalysisJob.session_id == session_id
+            )
+        )
+        is not None
+    )
     suggestions = s.scalars(
         select(m.TagSuggestion)
-        .where(m.TagSuggestion.session_id == session_id)
+        .where(m.TagSuggestion.tenant_id == p.tenant_id, m.TagSuggestion.session_id == session_id)
         .order_by(m.TagSuggestion.score.desc(), m.TagSuggestion.tag)
     ).all()
     messages = s.scalars(
         select(m.MessageInsight)
-        .where(m.MessageInsight.session_id == session_id)
+        .where(m.MessageInsight.tenant_id == p.tenant_id, m.MessageInsight.session_id == session_id)
         .order_by(m.MessageInsight.seq.desc())
         .limit(MAX_MESSAGE_ROWS)
     ).all()
@@ -82,12 +103,16 @@ async def decide_suggestion(
 
     def check(s: Session) -> list[str]:
         _, access = session_access(s, p, session_id)
-        sug = s.get(m.TagSuggestion, (session_id, clean)) if clean else None
+        sug = _suggestion(s, p, session_id, clean) if clean else None
         if sug is None:
             raise NotFound(f"no suggestion of tag {tag[:64]!r} for this session")
         access.check(Action.MANAGE, session_id, what="decide on its tags")
         return list(
-            s.scalars(select(m.SessionTag.tag).where(m.SessionTag.session_id == session_id))
+            s.scalars(
+                select(m.SessionTag.tag).where(
+                    m.SessionTag.tenant_id == p.tenant_id, m.SessionTag.session_id == session_id
+                )
+            )
         )
 
     tags = await service.db.read(check)
@@ -96,7 +121,7 @@ async def decide_suggestion(
     now = utcnow()
 
     def decide(s: Session) -> dict[str, Any]:
-        sug = s.get(m.TagSuggestion, (session_id, clean))
+        sug = _suggestion(s, p, session_id, clean)
         if sug is None:
             raise NotFound(f"no suggestion of tag {tag[:64]!r} for this session")
         sug.status = "accepted" if accept else "rejected"

@@ -21,27 +21,44 @@ MAX_CANDIDATES = 5000
 def related_sessions(s: Session, p: Principal, session_id: str, limit: int) -> dict[str, Any]:
     """``{"session", "method", "items": [{"session", "score", "shared_terms"}]}``."""
     session_row(s, p, session_id)
-    insight = s.get(m.SessionInsight, session_id)
+    insight = s.scalar(
+        select(m.SessionInsight).where(
+            m.SessionInsight.tenant_id == p.tenant_id, m.SessionInsight.session_id == session_id
+        )
+    )
     if insight is not None:
         target: dict[str, int] = insight.terms
     else:  # not analysed yet: its terms, counted now
         texts = s.scalars(
             select(m.Message.text)
-            .where(m.Message.session_id == session_id, m.Message.deleted_at.is_(None))
+            .where(
+                m.Message.tenant_id == p.tenant_id,
+                m.Message.session_id == session_id,
+                m.Message.deleted_at.is_(None),
+            )
             .order_by(m.Message.seq.desc())
             .limit(2000)
         )
         target = kw.top_terms(kw.term_counts(texts))
     rows = s.execute(
         select(m.SessionInsight.session_id, m.SessionInsight.terms)
-        .join(m.Session, m.Session.id == m.SessionInsight.session_id)
+        .join(
+            m.Session,
+            (m.Session.id == m.SessionInsight.session_id)
+            & (m.Session.tenant_id == m.SessionInsight.tenant_id),
+        )
         .where(readable_sessions_filter(p), m.SessionInsight.session_id != session_id)
         .order_by(m.SessionInsight.analyzed_at.desc())
         .limit(MAX_CANDIDATES)
     ).all()
     found = tfidf.related(target, dict(rows), limit=limit)
     ids = [f["id"] for f in found]
-    sessions = {r.id: r for r in s.scalars(select(m.Session).where(m.Session.id.in_(ids)))}
+    sessions = {
+        r.id: r
+        for r in s.scalars(
+            select(m.Session).where(m.Session.tenant_id == p.tenant_id, m.Session.id.in_(ids))
+        )
+    }
     tags = tags_of(s, ids, p.tenant_id)
     return {
         "session": session_id,

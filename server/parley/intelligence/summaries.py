@@ -43,10 +43,24 @@ def _view(row: m.SessionSummary, messages: int | None = None) -> dict[str, Any]:
     return out
 
 
-def _lines(s: Session, session_id: str, after: int) -> list[tuple[int, summary.Line]]:
+def _read_row(s: Session, p: Principal, session_id: str) -> m.SessionRead | None:
+    """Where ``p`` last was in the session (the session's tenant was checked by the caller)."""
+    return s.scalar(
+        select(m.SessionRead).where(
+            m.SessionRead.tenant_id == p.tenant_id,
+            m.SessionRead.session_id == session_id,
+            m.SessionRead.user_id == p.user_id,
+        )
+    )
+
+
+def _lines(
+    s: Session, tenant_id: str, session_id: str, after: int
+) -> list[tuple[int, summary.Line]]:
     rows = s.execute(
         select(m.Message.seq, m.Message.author_id, m.Message.text)
         .where(
+            m.Message.tenant_id == tenant_id,
             m.Message.session_id == session_id,
             m.Message.seq > after,
             m.Message.deleted_at.is_(None),
@@ -71,7 +85,7 @@ class Summaries:
 
             def seen(s: Session) -> int:
                 session_row(s, p, session_id)
-                row = s.get(m.SessionRead, (session_id, p.user_id))
+                row = _read_row(s, p, session_id)
                 return row.last_seen_seq if row else 0
 
             return await self.db.read(seen)
@@ -87,12 +101,13 @@ class Summaries:
 
         def work(s: Session) -> dict[str, Any]:
             session_row(s, p, session_id)
-            lines = _lines(s, session_id, after)
+            lines = _lines(s, p.tenant_id, session_id, after)
             last = lines[-1][0] if lines else after
             if after == 0:
                 stored = s.scalar(
                     select(m.SessionSummary)
                     .where(
+                        m.SessionSummary.tenant_id == p.tenant_id,
                         m.SessionSummary.session_id == session_id,
                         m.SessionSummary.from_seq == 0,
                     )
@@ -122,7 +137,7 @@ class Summaries:
         """Summarize now, with the LLM when one is configured (else extractively), and store it."""
         after = await self.since_position(p, session_id, since)
         lines = await self.db.read(
-            lambda s: (session_row(s, p, session_id), _lines(s, session_id, after))[1]
+            lambda s: (session_row(s, p, session_id), _lines(s, p.tenant_id, session_id, after))[1]
         )
         last = lines[-1][0] if lines else after
         text, method, model = None, "extractive", None
@@ -161,7 +176,7 @@ class Summaries:
         def work(s: Session) -> dict[str, Any]:
             row = session_row(s, p, session_id)
             upto = row.last_seq if seq is None else min(seq, row.last_seq)
-            read = s.get(m.SessionRead, (session_id, p.user_id))
+            read = _read_row(s, p, session_id)
             if read is None:
                 s.add(
                     m.SessionRead(

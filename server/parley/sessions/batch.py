@@ -50,7 +50,7 @@ class BatchReads:
                     (m.User.tenant_id == m.Participant.tenant_id)
                     & (m.User.id == m.Participant.user_id),
                 )
-                .where(m.Participant.session_id.in_(ids))
+                .where(m.Participant.tenant_id == p.tenant_id, m.Participant.session_id.in_(ids))
                 .order_by(m.Participant.joined_at, m.Participant.user_id)
             ).all()
             for part, user in rows:
@@ -77,7 +77,11 @@ class BatchReads:
                     .over(partition_by=m.Message.session_id, order_by=m.Message.seq)
                     .label("n"),
                 )
-                .where(m.Message.session_id.in_(ids), m.Message.seq > after_seq)
+                .where(
+                    m.Message.tenant_id == p.tenant_id,
+                    m.Message.session_id.in_(ids),
+                    m.Message.seq > after_seq,
+                )
                 .subquery()
             )
             rows = s.scalars(
