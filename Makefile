@@ -54,8 +54,10 @@ lint: $(DEVSTAMP)
 typecheck: $(DEVSTAMP)
 	$(BIN)/mypy
 
+## PYTEST_WORKERS=0 runs the suite in one process (e.g. to debug a test with -s).
+PYTEST_WORKERS ?= auto
 pytest: $(DEVSTAMP) $(JSDEPS) $(WEB)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 ## SDK types (tsc), SDK tests and the two-user Chromium test against real servers.
 ## Screenshots go to test-artifacts/screenshots/.

@@ -106,7 +106,10 @@ def run_workers(settings: Settings, workers: int, *, migrate: bool = True) -> in
 
     def spawn(index: int) -> multiprocessing.process.BaseProcess:
         proc = context.Process(
-            target=_worker, args=(settings, sock), name=f"parley-worker-{index}", daemon=False
+            target=_worker,
+            args=(worker_settings(settings, index), sock),
+            name=f"parley-worker-{index}",
+            daemon=False,
         )
         proc.start()
         return proc
@@ -130,6 +133,25 @@ def run_workers(settings: Settings, workers: int, *, migrate: bool = True) -> in
                 procs[i] = spawn(i)
         if stopping and all(p.exitcode is not None for p in procs):
             return 0
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """The settings of worker ``index``: the first runs the background jobs (analysis queue,
+    webhook delivery and automation, retention, blob collection), the others only serve.
+
+    The jobs are safe to run in every process (leases and row claims), but N copies of each
+    would poll the database N times as often for no gain; a crashed first worker is restarted
+    with the same index, so the jobs come back with it."""
+    if index == 0:
+        return settings
+    return settings.model_copy(
+        update={
+            "analysis_worker": False,
+            "integrations_workers": False,
+            "retention_interval": 0.0,
+            "attachment_gc_interval": 0.0,
+        }
+    )
 
 
 def _worker(settings: Settings, sock: socket.socket) -> None:
