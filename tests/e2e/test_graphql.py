@@ -3,14 +3,16 @@ read permissions as REST, pagination, limits, and precise errors without stack t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from pycrdt import Map
 from sqlalchemy import event
 
+from parley.config import Settings
 from tests.fakes.relay_client import add_assistant
-from tests.support import DEFAULT_TIMEOUT, RunningServer
+from tests.support import DEFAULT_TIMEOUT, RunningServer, start_server
 from tests.ysupport import yjs_client
 
 Json = dict[str, Any]
@@ -290,10 +292,22 @@ async def test_limits_and_bad_queries_get_precise_errors(server: RunningServer) 
 
 
 async def test_nested_lists_are_batch_loaded_not_queried_per_session(
-    sqlite_server: RunningServer,
+    sqlite_url: str, settings_factory: Callable[..., Settings]
 ) -> None:
     """The number of SQL statements of a query over many sessions does not grow with them."""
-    server = sqlite_server
+    # No background jobs: their polls would run on the same engine while statements are counted.
+    quiet = settings_factory(
+        database_url=sqlite_url,
+        analysis_worker=False,
+        integrations_workers=False,
+        retention_interval=0,
+        attachment_gc_interval=0,
+    )
+    async with start_server(quiet) as server:
+        await _count_batched_statements(server)
+
+
+async def _count_batched_statements(server: RunningServer) -> None:
     q = """{ sessions(first: 50) { nodes { id participants { userId } usage { answers }
              messages(first: 5) { nodes { id parent { id } } } } } }"""
     engine = server.app.state.db._engines[0]  # the SQLite readers' engine

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any, NewType, TypeVar, cast
 
 import strawberry
@@ -28,6 +29,15 @@ LONG_SCALAR = strawberry.scalar(
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def from_view(cls: type[T], view: Mapping[str, Any], **given: Any) -> T:
+    """An object type filled from the REST wire view of the same thing: every data field
+    takes the view's value of its name (a view missing one is a bug, so KeyError), except
+    those ``given`` explicitly. IDs need no conversion: ``strawberry.ID`` is a ``str``."""
+    fields = (f.name for f in dataclasses.fields(cls) if f.init)  # type: ignore[arg-type]
+    return cls(**{name: view[name] for name in fields if name not in given}, **given)
 
 
 def described(text: str) -> Callable[[F], F]:
@@ -78,15 +88,12 @@ class Attachment:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Attachment:
-        return cls(
-            id=strawberry.ID(v.get("attachment_id") or v["id"]),
-            name=v["name"],
-            content_type=v["content_type"],
-            size=v["size"],
-            sha256=v["sha256"],
+        return from_view(
+            cls,
+            v,
+            id=v.get("attachment_id") or v["id"],
             width=v.get("width"),
             height=v.get("height"),
-            url=v["url"],
             thumbnail_url=v.get("thumbnail_url"),
         )
 
@@ -101,13 +108,7 @@ class Participant:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Participant:
-        return cls(
-            user_id=v["user_id"],
-            name=v["name"],
-            kind=v["kind"],
-            role=v["role"],
-            joined_at=v["joined_at"],
-        )
+        return from_view(cls, v)
 
 
 @strawberry.type
@@ -126,18 +127,11 @@ class Message:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Message:
-        return cls(
-            id=strawberry.ID(v["id"]),
-            session_id=strawberry.ID(v["session"]),
-            seq=v["seq"],
-            author=v["author"],
-            text=v["text"],
-            parts=v["parts"],
-            metadata=v["metadata"],
-            parent_id=strawberry.ID(v["parent_id"]) if v["parent_id"] else None,
-            created_at=v["created_at"],
-            edited_at=v["edited_at"],
-            deleted_at=v["deleted_at"],
+        return from_view(
+            cls,
+            v,
+            session_id=v["session"],
+            parent_id=v["parent_id"] or None,
         )
 
     @strawberry.field
@@ -183,19 +177,7 @@ class Annotation:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Annotation:
-        return cls(
-            id=strawberry.ID(v["id"]),
-            message_id=v["message_id"],
-            kind=v["kind"],
-            body=v["body"],
-            author=v["author"],
-            created=v["created"],
-            resolved=v["resolved"],
-            resolved_by=v["resolved_by"],
-            resolved_at=v["resolved_at"],
-            range=v["range"],
-            replies=v["replies"],
-        )
+        return from_view(cls, v)
 
 
 @strawberry.type
@@ -210,15 +192,7 @@ class Assistant:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Assistant:
-        return cls(
-            id=strawberry.ID(v["id"]),
-            name=v["name"],
-            user_id=v["user_id"],
-            provider=v["provider"],
-            model=v["model"],
-            trigger=v["trigger"],
-            busy_policy=v["busy_policy"],
-        )
+        return from_view(cls, v)
 
 
 @strawberry.type
@@ -233,13 +207,7 @@ class Usage:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Usage:
-        return cls(
-            answers=v["answers"],
-            input_tokens=v["input_tokens"],
-            output_tokens=v["output_tokens"],
-            cost=v["cost"],
-            currency=v["currency"],
-        )
+        return from_view(cls, v)
 
 
 @strawberry.type
@@ -256,17 +224,7 @@ class Session:
 
     @classmethod
     def of(cls, v: dict[str, Any]) -> Session:
-        return cls(
-            id=strawberry.ID(v["id"]),
-            title=v["title"],
-            tags=v["tags"],
-            status=v["status"],
-            metadata=v["metadata"],
-            created_by=v["created_by"],
-            created_at=v["created_at"],
-            updated_at=v["updated_at"],
-            last_seq=v["last_seq"],
-        )
+        return from_view(cls, v)
 
     @strawberry.field
     async def participants(self, info: Info) -> list[Participant]:
