@@ -71,7 +71,7 @@ class RedisServer:
         self.proc = None
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -129,7 +129,8 @@ class HubProcess:
             stdout=log,
             stderr=log,
         )
-        deadline = time.monotonic() + 30
+        # Generous: under a parallel suite on two cores a start-up takes several seconds.
+        deadline = time.monotonic() + 60
         with httpx.Client() as h:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
