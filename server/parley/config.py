@@ -241,6 +241,12 @@ class Settings(BaseSettings):
     automation_max_depth: int = Field(
         3, ge=1, description="Automation actions caused by automation actions before a loop stop."
     )
+    automation_claim_lease: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds after which a scheduled occurrence that a process claimed but never"
+        " finished (it died) is claimed and run again.",
+    )
 
     # Conversation intelligence (docs/intelligence.md): the analysis worker and the optional LLM.
     analysis_worker: bool = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +13,10 @@ import pytest
 
 from parley.config import Settings
 from parley.governance.auth import TenantRole
+from parley.ids import iso, new_id, utcnow
+from parley.integrations.automation.engine import _Rule
+from parley.integrations.automation.service import rule_row
+from parley.storage import models as m
 from tests.fakes.webhook_receiver import running_receiver
 from tests.support import RunningServer, start_server
 
@@ -60,6 +65,11 @@ async def runs(h: httpx.AsyncClient, rule_id: str) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
+
+
+async def finished_runs(h: httpx.AsyncClient, rule_id: str) -> list[dict[str, Any]]:
+    """The rule's runs that have an outcome (a claimed occurrence is ``running`` until then)."""
+    return [run for run in await runs(h, rule_id) if run["status"] != "running"]
 
 
 async def messages(h: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
@@ -204,9 +214,10 @@ async def test_scheduled_digest(auto: RunningServer) -> None:
             },
         )
         assert rule["next_run_at"] is not None
-        [run, *_] = await eventually(lambda: runs(h, rule["id"]))
+        [run, *_] = await eventually(lambda: finished_runs(h, rule["id"]))
         assert run["cause"] == "schedule"
         assert run["status"] == "ok", run
+        assert run["detail"]["scheduled_for"] is not None
         digest = next(m for m in await messages(ann, digest_to) if m["author"] == BOT)
         assert "Release planning (1 messages)" in digest["text"]
         assert "ship the release" in digest["text"]
@@ -276,3 +287,55 @@ async def test_rules_are_validated_admin_only_and_tenant_scoped(auto: RunningSer
         assert r.status_code == 422
         assert (await h.delete(f"/automations/{rule['id']}")).status_code == 204
         assert (await h.get(f"/automations/{rule['id']}")).status_code == 404
+
+
+async def test_an_occurrence_whose_process_died_is_run_again(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    """A process claimed a scheduled occurrence (its run is ``running``) and died before the
+    outcome: after the claim lease another process runs it, once, with the same keys."""
+    settings = settings_factory(
+        database_url=database_url, feed_poll_interval=0.1, automation_claim_lease=1.0
+    )
+    async with start_server(settings) as server, admin(server) as h, server.http("ann") as ann:
+        digest_to = await server.create_session("ann", title="digests")
+        busy = await server.create_session("ann", title="Incident review")
+        await ann.post(f"/sessions/{busy}/messages", json={"text": "The pager fired twice."})
+        rule = await make_rule(
+            h,
+            {
+                "name": "daily",
+                "schedule": "0 9 * * *",  # not due during the test: only the orphan runs
+                "actions": [{"type": "digest", "session": digest_to, "hours": 24}],
+            },
+        )
+        scheduled_for = datetime(2026, 1, 5, 9, tzinfo=UTC)
+        orphan = m.AutomationRun(
+            id=new_id(),
+            tenant_id="acme",
+            rule_id=rule["id"],
+            cause="schedule",
+            status="running",
+            detail={"scheduled_for": iso(scheduled_for)},
+            created_at=utcnow() - timedelta(seconds=30),  # claimed 30 s ago by a dead process
+        )
+        await server.app.state.db.write(lambda s: s.add(orphan))
+
+        [run] = await eventually(lambda: finished_runs(h, rule["id"]))
+        assert run["id"] == orphan.id, "the claimed run gets the outcome, no second run row"
+        assert run["status"] == "ok", run
+        assert run["detail"]["scheduled_for"] == iso(scheduled_for)
+        assert run["detail"]["actions"][0]["type"] == "digest"
+        digests = [x for x in await messages(ann, digest_to) if x["author"] == BOT]
+        assert len(digests) == 1
+        assert "Incident review (1 messages)" in digests[0]["text"]
+
+        # Finished runs are never taken again, and a repeat of the same occurrence (a claimer
+        # that was only slow) posts nothing new: the post's client_id comes from the occurrence.
+        await asyncio.sleep(1.5)
+        assert [x["id"] for x in await runs(h, rule["id"])] == [orphan.id]
+        await server.app.state.integrations.engine._run_scheduled(
+            _Rule.of(await server.app.state.db.read(lambda s: rule_row(s, "acme", rule["id"]))),
+            scheduled_for,
+        )
+        assert len([x for x in await messages(ann, digest_to) if x["author"] == BOT]) == 1

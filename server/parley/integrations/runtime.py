@@ -50,6 +50,7 @@ class Integrations:
             self.worker.wake,
             max_depth=self.settings.automation_max_depth,
             tick=self.settings.feed_poll_interval,
+            claim_lease=self.settings.automation_claim_lease,
         )
         self._rules = FeedConsumer(
             self.db,

@@ -8,7 +8,9 @@ fires on an event whose chain already holds it, nor past ``PARLEY_AUTOMATION_MAX
 firings are recorded as ``loop_stopped`` runs. Event rules are at least once (the feed cursor
 moves after the batch); posts are idempotent by a ``client_id`` derived from rule and event.
 Scheduled rules are claimed by moving their next run time in the claiming transaction, so one
-process runs each occurrence.
+process runs each occurrence; the same transaction writes the occurrence's run as ``running``.
+A run still ``running`` after the claim lease (its process died mid-way) is claimed again and
+run again, with the same idempotency keys: scheduled occurrences are at least once too.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ log = structlog.get_logger("parley.automation")
 _NS = uuid.UUID("0b7f6e51-29a4-4c57-8a3e-5d1c0f9d2b64")
 DIGEST_SESSIONS = 20
 SUMMARY_PROMPT = "Summarize the conversation so far in a few sentences."
+RUNNING = "running"  # a claimed scheduled occurrence, until its outcome is stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class AutomationEngine:
         *,
         max_depth: int,
         tick: float,
+        claim_lease: float = 300.0,
     ) -> None:
         self.db = db
         self.service = service
@@ -122,6 +126,7 @@ class AutomationEngine:
         self.wake_delivery = wake_delivery
         self.max_depth = max_depth
         self.tick = tick
+        self.claim_lease = timedelta(seconds=claim_lease)
         self._task: asyncio.Task[None] | None = None
 
     # -- event rules ------------------------------------------------------------------------
@@ -199,15 +204,17 @@ class AutomationEngine:
     async def _schedule_loop(self) -> None:
         while True:
             try:
-                for rule, at in await self.db.write(all_tenants(SPANS, self._claim_due)):
-                    await self._run_scheduled(rule, at)
+                for rule, at, run_id in await self.db.write(all_tenants(SPANS, self._claim_due)):
+                    await self._run_scheduled(rule, at, run_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("automation scheduler step failed")
             await asyncio.sleep(self.tick)
 
-    def _claim_due(self, s: Session) -> list[tuple[_Rule, datetime]]:
+    def _claim_due(self, s: Session) -> list[tuple[_Rule, datetime, str]]:
+        """Claim the due occurrences (each moves its rule's next run time and writes a
+        ``running`` run in this transaction) and the occurrences whose claimer vanished."""
         now = utcnow()
         rows = s.scalars(
             select(m.AutomationRule)
@@ -224,9 +231,49 @@ class AutomationEngine:
         for row in rows:
             assert row.schedule is not None
             assert row.next_run_at is not None
-            due.append((_Rule.of(row), row.next_run_at))
+            run = m.AutomationRun(
+                id=new_id(),
+                tenant_id=row.tenant_id,
+                rule_id=row.id,
+                cause="schedule",
+                status=RUNNING,
+                detail={"scheduled_for": iso(row.next_run_at)},
+                created_at=now,
+            )
+            s.add(run)
+            due.append((_Rule.of(row), row.next_run_at, run.id))
             row.next_run_at = r.next_run(row.schedule, now)
-        return due
+        return due + self._reclaim_abandoned(s, now)
+
+    def _reclaim_abandoned(self, s: Session, now: datetime) -> list[tuple[_Rule, datetime, str]]:
+        """Occurrences claimed more than the lease ago and never finished: the process that
+        claimed them died (a finished run is never ``running``). Renewing the claim time in
+        this transaction gives each to one process."""
+        stale = s.execute(
+            select(m.AutomationRun, m.AutomationRule)
+            .join(
+                m.AutomationRule,
+                and_(
+                    m.AutomationRule.id == m.AutomationRun.rule_id,
+                    m.AutomationRule.tenant_id == m.AutomationRun.tenant_id,
+                ),
+            )
+            .where(
+                m.AutomationRun.status == RUNNING,
+                m.AutomationRun.created_at < now - self.claim_lease,
+                m.AutomationRule.enabled,
+            )
+            .order_by(m.AutomationRun.created_at)
+            .limit(20)
+            .with_for_update(of=m.AutomationRun, skip_locked=True)
+        ).all()
+        again = []
+        for run, rule in stale:
+            run.created_at = now
+            at = datetime.fromisoformat(run.detail["scheduled_for"])
+            log.warning("automation occurrence run again", rule=rule.id, scheduled_for=iso(at))
+            again.append((_Rule.of(rule), at, run.id))
+        return again
 
     async def run_now(self, p: Principal, rule_id: str) -> dict[str, Any]:
         """Run a scheduled rule at once (REST ``POST /automations/{id}/run``); admins only."""
@@ -238,14 +285,21 @@ class AutomationEngine:
             raise InvalidRequest("only scheduled rules run on demand; event rules run on events")
         return await self._run_scheduled(rule, utcnow())
 
-    async def _run_scheduled(self, rule: _Rule, at: datetime) -> dict[str, Any]:
+    async def _run_scheduled(
+        self, rule: _Rule, at: datetime, run_id: str | None = None
+    ) -> dict[str, Any]:
         target = _Target(rule.tenant_id, None, None, f"schedule/{iso(at)}", None)
-        return await self._fire(rule, target, "schedule", r.Causation().then(rule.id))
+        return await self._fire(rule, target, "schedule", r.Causation().then(rule.id), run_id)
 
     # -- actions ----------------------------------------------------------------------------
 
     async def _fire(
-        self, rule: _Rule, target: _Target, cause: str, stamp: dict[str, Any]
+        self,
+        rule: _Rule,
+        target: _Target,
+        cause: str,
+        stamp: dict[str, Any],
+        run_id: str | None = None,
     ) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
         status = "ok"
@@ -261,7 +315,7 @@ class AutomationEngine:
                 results.append({"type": action["type"], "error": type(exc).__name__})
                 status = "failed"
                 break
-        return await self._record(rule, target, cause, status, {"actions": results})
+        return await self._record(rule, target, cause, status, {"actions": results}, run_id)
 
     async def _act(
         self, rule: _Rule, action: dict[str, Any], target: _Target, stamp: dict[str, Any]
@@ -488,11 +542,18 @@ class AutomationEngine:
                 log.exception("publishing automation events failed", session=session_id)
 
     async def _record(
-        self, rule: _Rule, target: _Target, cause: str, status: str, detail: dict[str, Any]
+        self,
+        rule: _Rule,
+        target: _Target,
+        cause: str,
+        status: str,
+        detail: dict[str, Any],
+        run_id: str | None = None,
     ) -> dict[str, Any]:
+        """Store the run; a claimed occurrence's ``running`` row (``run_id``) gets its outcome."""
         metrics.AUTOMATION_RUNS.labels(status=status).inc()
         row = m.AutomationRun(
-            id=new_id(),
+            id=run_id or new_id(),
             tenant_id=rule.tenant_id,
             rule_id=rule.id,
             cause=cause,
@@ -507,8 +568,22 @@ class AutomationEngine:
             alive = select(m.AutomationRule.id).where(
                 m.AutomationRule.tenant_id == rule.tenant_id, m.AutomationRule.id == rule.id
             )
-            if s.scalar(alive) is not None:  # not deleted meanwhile
+            if s.scalar(alive) is None:  # deleted meanwhile (its runs went with it)
+                return
+            claimed = None
+            if run_id is not None:
+                claimed = s.scalar(
+                    select(m.AutomationRun).where(
+                        m.AutomationRun.tenant_id == rule.tenant_id, m.AutomationRun.id == run_id
+                    )
+                )
+            if claimed is None:
                 s.add(row)
+                return
+            claimed.status = status
+            claimed.detail = {**claimed.detail, **detail}
+            row.detail = claimed.detail
+            row.created_at = claimed.created_at
 
         await self.db.write(work)
         return run_view(row)
