@@ -14,13 +14,19 @@ class ArchiveError(ValueError):
     """The zip cannot be read, or would unpack to too much."""
 
 
-def open_zip(data: bytes) -> zipfile.ZipFile:
-    """A zip archive over ``data`` (raises ArchiveError with the reason)."""
+def open_zip(data: bytes, *, separate: str | None = None) -> zipfile.ZipFile:
+    """A zip archive over ``data`` (raises ArchiveError with the reason). Entries under
+    ``separate`` are left out of the totals: whoever reads them checks each on its own
+    (attachment files, limited per file by the attachment limits)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"not a readable zip archive: {exc}") from None
-    unpacked = sum(info.file_size for info in archive.infolist())
+    unpacked = sum(
+        info.file_size
+        for info in archive.infolist()
+        if separate is None or not info.filename.startswith(separate)
+    )
     if unpacked > MAX_UNPACKED_BYTES or unpacked > MAX_RATIO * max(len(data), 1024 * 1024):
         raise ArchiveError(
             f"the archive would unpack to {unpacked} bytes from {len(data)}; refused as unsafe"
