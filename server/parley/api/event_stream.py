@@ -3,6 +3,8 @@
 ``?types=message.*,session.created&sessions=<id>,<id>&tags=a,b`` filter (each optional,
 comma-separated); every event's ``id:`` is its feed cursor, so a reconnecting ``EventSource``
 resumes after the last one it saw through the ``Last-Event-ID`` header (or ``?cursor=``).
+A resume from before what the feed still keeps (see ``integrations/retention.py``) gets a
+``feed.resync`` event first, then the events that are kept.
 Idle streams get a comment line every ``PARLEY_FEED_HEARTBEAT`` seconds.
 """
 
@@ -24,6 +26,7 @@ from parley.integrations.live import FeedReader, LiveFeeds, parse_cursor
 
 MAX_LIST = 100
 RETRY_MS = 2000
+RESYNC_EVENT = "feed.resync"
 
 
 def _list(request: Request, name: str) -> list[str]:
@@ -62,20 +65,27 @@ async def stream(request: Request) -> Response:
     cursor = parse_cursor(resume, "Last-Event-ID") if resume else None
     feeds: LiveFeeds = request.app.state.integrations.feeds
     reader = await feeds.reader(p, flt, cursor)
-    heartbeat = request.app.state.settings.feed_heartbeat
+    settings = request.app.state.settings
     return StreamingResponse(
-        _events(reader, heartbeat),
+        _events(reader, settings.feed_heartbeat, settings.feed_retention),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(reader: FeedReader, heartbeat: float) -> AsyncIterator[bytes]:
+async def _events(reader: FeedReader, heartbeat: float, retention: float) -> AsyncIterator[bytes]:
     metrics.FEED_STREAMS.inc()
     try:
         # The start position first, so a client that reconnects before any event still resumes
         # from here rather than from "now".
         yield f"retry: {RETRY_MS}\nid: {reader.cursor}\n: stream open\n\n".encode()
+        if reader.resync is not None:
+            # Events the client asked for are gone: say so rather than skip them silently.
+            yield b"id: %s\nevent: %s\ndata: %s\n\n" % (
+                str(reader.cursor).encode(),
+                RESYNC_EVENT.encode(),
+                orjson.dumps(reader.resync.data(retention)),
+            )
         while True:
             items = await reader.next(heartbeat)
             if not items:
