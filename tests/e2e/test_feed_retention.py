@@ -140,6 +140,21 @@ async def test_old_delivered_rows_go_and_a_stale_resume_is_told_to_resync(
         assert [e.event for e in got] == ["message.created", "message.created"]
         assert [e.data["data"]["message"]["text"] for e in got] == ["m3", "m4"]
 
+    # The socket's feed says the same, as its first feed frame.
+    async with server.client() as ws:
+        r = await ws.request(
+            {"type": "feed_subscribe", "id": "f1", "types": ["message.created"],
+             "cursor": first.id}
+        )  # fmt: skip
+        assert r["type"] == "ack", r
+        assert r["cursor"] == str(mark)
+        frame = await ws.wait_for(lambda f: f.get("type") == "feed", timeout=10)
+        assert frame["event"]["event"] == "feed.resync"
+        assert frame["event"]["data"]["requested"] == first.id
+        assert frame["cursor"] == str(mark)
+        nxt = await ws.wait_for(lambda f: f.get("type") == "feed", timeout=10)
+        assert nxt["event"]["data"]["message"]["text"] == "m3"
+
     # Each tenant has its own watermark: globex's is where its own deleted rows end.
     theirs = await db_of(server).read(lambda s: watermark(s, "globex"))
     assert theirs is not None

@@ -22,11 +22,10 @@ from parley.errors import AuthError, InvalidRequest
 from parley.governance.apikeys import Scope, require_scope
 from parley.governance.auth import Principal, bearer_token
 from parley.integrations.filters import FeedFilter, check_patterns
-from parley.integrations.live import FeedReader, LiveFeeds, parse_cursor
+from parley.integrations.live import RESYNC_EVENT, FeedReader, LiveFeeds, parse_cursor
 
 MAX_LIST = 100
 RETRY_MS = 2000
-RESYNC_EVENT = "feed.resync"
 
 
 def _list(request: Request, name: str) -> list[str]:
@@ -67,13 +66,13 @@ async def stream(request: Request) -> Response:
     reader = await feeds.reader(p, flt, cursor)
     settings = request.app.state.settings
     return StreamingResponse(
-        _events(reader, settings.feed_heartbeat, settings.feed_retention),
+        _events(reader, settings.feed_heartbeat),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(reader: FeedReader, heartbeat: float, retention: float) -> AsyncIterator[bytes]:
+async def _events(reader: FeedReader, heartbeat: float) -> AsyncIterator[bytes]:
     metrics.FEED_STREAMS.inc()
     try:
         # The start position first, so a client that reconnects before any event still resumes
@@ -84,7 +83,7 @@ async def _events(reader: FeedReader, heartbeat: float, retention: float) -> Asy
             yield b"id: %s\nevent: %s\ndata: %s\n\n" % (
                 str(reader.cursor).encode(),
                 RESYNC_EVENT.encode(),
-                orjson.dumps(reader.resync.data(retention)),
+                orjson.dumps(reader.resync.data()),
             )
         while True:
             items = await reader.next(heartbeat)

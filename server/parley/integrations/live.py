@@ -90,12 +90,14 @@ class Resync:
 
     requested: FeedCursor
     resumed: FeedCursor
+    retention_seconds: float
 
-    def data(self, retention_seconds: float) -> dict[str, Any]:
+    def data(self) -> dict[str, Any]:
+        """What the client is told (the data of a ``feed.resync`` event)."""
         return {
             "requested": str(self.requested),
             "resumed": str(self.resumed),
-            "retention_seconds": retention_seconds,
+            "retention_seconds": self.retention_seconds,
             "message": (
                 f"events after {self.requested} up to {self.resumed} are no longer kept (the "
                 "feed keeps read events for its retention period): reload your state over "
@@ -153,13 +155,34 @@ def feed_frame(item: FeedItem) -> dict[str, Any]:
     return {"type": "feed", "cursor": str(item.cursor), "event": item.frame}
 
 
+RESYNC_EVENT = "feed.resync"
+
+
+def resync_frame(resync: Resync) -> dict[str, Any]:
+    """The socket frame telling a feed subscriber that events it asked for are gone."""
+    return {
+        "type": "feed",
+        "cursor": str(resync.resumed),
+        "event": {
+            "type": "event",
+            "session": None,
+            "seq": None,
+            "event": RESYNC_EVENT,
+            "data": resync.data(),
+        },
+    }
+
+
 class LiveFeeds:
     """Opens readers; runs the socket's feed subscriptions (one per connection)."""
 
-    def __init__(self, db: Database, signal: FeedSignal, poll_interval: float) -> None:
+    def __init__(
+        self, db: Database, signal: FeedSignal, poll_interval: float, retention: float = 0.0
+    ) -> None:
         self.db = db
         self.signal = signal
         self.poll_interval = poll_interval
+        self.retention = retention
         self._sockets: dict[int, asyncio.Task[None]] = {}
 
     async def reader(
@@ -174,7 +197,7 @@ class LiveFeeds:
         if mark is None or cursor >= mark:
             return FeedReader(self.db, self.signal, principal, flt, cursor, self.poll_interval)
         reader = FeedReader(self.db, self.signal, principal, flt, mark, self.poll_interval)
-        reader.resync = Resync(cursor, mark)
+        reader.resync = Resync(cursor, mark, self.retention)
         log.info("feed resume before the retention watermark", tenant=principal.tenant_id,
                  requested=str(cursor), resumed=str(mark))  # fmt: skip
         return reader
@@ -209,6 +232,9 @@ class LiveFeeds:
         metrics.FEED_STREAMS.inc()
         failures = 0
         try:
+            if reader.resync is not None:
+                notice = resync_frame(reader.resync)
+                await conn.send_event_waiting(OutEvent.from_frame(notice))
             while conn.is_open:
                 try:
                     items = await reader.next(self.poll_interval)

@@ -30,7 +30,9 @@ class Integrations:
         self.db = db
         self.settings = settings
         self.signal = FeedSignal(broker)
-        self.feeds = LiveFeeds(db, self.signal, settings.feed_poll_interval)
+        self.feeds = LiveFeeds(
+            db, self.signal, settings.feed_poll_interval, settings.feed_retention
+        )
         self.webhooks = WebhookService(db, settings)
         self.worker = DeliveryWorker(db, settings)
         self.dispatcher = FeedConsumer(
