@@ -15,7 +15,7 @@ import orjson
 from parley.config import Settings
 from parley.errors import ParleyError
 from parley.governance.auth import Principal, TenantRole, UserKind, valid_identifier
-from parley.imports.formats import PARSERS
+from parley.imports.formats import PARSERS, parley_json
 from parley.imports.model import ImportedConversation, ParsedItem
 from parley.logging import configure_logging
 
@@ -112,7 +112,11 @@ def import_command(
     from parley.offline import offline
 
     p = _principal(tenant, as_user)
-    items: list[ParsedItem] = list(PARSERS[fmt](path.name, path.read_bytes()))
+    items: list[ParsedItem] = list(
+        parley_json.parse_file(path)
+        if fmt == "parley-json"  # archives with files: read from disk, entry by entry
+        else PARSERS[fmt](path.name, path.read_bytes())
+    )
     total = sum(isinstance(i, ImportedConversation) for i in items)
     settings = _settings(data_dir, database_url)
 

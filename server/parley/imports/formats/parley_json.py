@@ -9,6 +9,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -43,7 +44,18 @@ def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
     yield from _session(name, doc)
 
 
-def _archive(name: str, data: bytes) -> Iterator[ParsedItem]:
+def parse_file(path: Path) -> Iterator[ParsedItem]:
+    """Like :func:`parse`, but an archive is read from disk entry by entry, so its attachment
+    files are never all in memory (``parley import`` of large tenant archives)."""
+    with path.open("rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if not zipped:
+        yield from parse(path.name, path.read_bytes())
+        return
+    yield from _archive(path.name, path)
+
+
+def _archive(name: str, data: bytes | Path) -> Iterator[ParsedItem]:
     try:
         archive = open_zip(data, separate=FILES_DIR)
     except ArchiveError as exc:
