@@ -15,7 +15,7 @@ import orjson
 from parley.config import Settings
 from parley.errors import ParleyError
 from parley.governance.auth import Principal, TenantRole, UserKind, valid_identifier
-from parley.imports.formats import PARSERS
+from parley.imports.formats import PARSERS, parley_json
 from parley.imports.model import ImportedConversation, ParsedItem
 from parley.logging import configure_logging
 
@@ -77,6 +77,11 @@ def print_report(report: ImportReport) -> None:
         f"session(s), {report.sessions_updated} updated; {report.messages_added} message(s) "
         f"added, {report.messages_present} already present; {report.notes} record(s) skipped "
         f"on purpose; {len(report.errors)} error(s)"
+        + (
+            f"; {report.files_restored} attachment file(s) restored"
+            if report.files_restored
+            else ""
+        )
     )
     for error in report.errors:
         click.echo(f"  error: {error}", err=True)
@@ -107,7 +112,11 @@ def import_command(
     from parley.offline import offline
 
     p = _principal(tenant, as_user)
-    items: list[ParsedItem] = list(PARSERS[fmt](path.name, path.read_bytes()))
+    items: list[ParsedItem] = list(
+        parley_json.parse_file(path)
+        if fmt == "parley-json"  # archives with files: read from disk, entry by entry
+        else PARSERS[fmt](path.name, path.read_bytes())
+    )
     total = sum(isinstance(i, ImportedConversation) for i in items)
     settings = _settings(data_dir, database_url)
 
@@ -143,7 +152,12 @@ def export_group() -> None:
 @click.argument("session_id")
 @_store_options
 @click.option(
-    "--format", "fmt", type=click.Choice(["json", "md"]), default="json", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "md", "zip"]),
+    default="json",
+    show_default=True,
+    help="zip: the JSON with the attachment files (needs -o).",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File.")
 def export_session(
@@ -155,18 +169,30 @@ def export_session(
     fmt: str,
     output: Path | None,
 ) -> None:
-    """Write one session as JSON (everything, re-importable) or Markdown (a transcript)."""
+    """Write one session as JSON (everything, re-importable), as a zip of that JSON with the
+    attachment files (re-importable with them), or as Markdown (a transcript)."""
+    from parley.exports.archive import session_archive
     from parley.exports.markdown import render
     from parley.offline import offline
 
     p = _principal(tenant, as_user)
+    if fmt == "zip" and output is None:
+        raise click.BadParameter("a zip is written to a file: give -o FILE.zip", param_hint="-o")
     settings = _settings(data_dir, database_url)
 
     async def run() -> dict[str, Any]:
         async with offline(settings) as tools:
-            return await tools.exporter.session(p, session_id)
+            export = await tools.exporter.session(p, session_id)
+            if fmt == "zip" and output is not None:
+                with output.open("wb") as out:
+                    async for chunk in session_archive(export, tenant, tools.store):
+                        out.write(chunk)
+            return export
 
     export = _run(run())
+    if fmt == "zip":
+        click.echo(f"exported session {session_id} with its files to {output}")
+        return
     data = (
         render(export).encode()
         if fmt == "md"
@@ -186,8 +212,8 @@ def export_session(
 def export_tenant(
     tenant: str, as_user: str, data_dir: Path | None, database_url: str | None, output: Path
 ) -> None:
-    """Write every session of a tenant into one zip archive (one JSON per session and a
-    manifest); `parley import parley-json` reads it back."""
+    """Write every session of a tenant into one zip archive (one JSON per session, each
+    attachment file once, and a manifest); `parley import parley-json` reads it back."""
     from parley.exports.archive import tenant_archive
     from parley.offline import offline
 
@@ -210,7 +236,9 @@ def export_tenant(
                     count += 1
                     bar.update(1)
 
-                async for chunk in tenant_archive(tools.exporter, p, progress=advance):
+                async for chunk in tenant_archive(
+                    tools.exporter, p, store=tools.store, progress=advance
+                ):
                     out.write(chunk)
         return count
 

@@ -210,6 +210,15 @@ class Settings(BaseSettings):
     feed_heartbeat: float = Field(
         15.0, gt=0, description="Seconds between heartbeat comments on an idle event stream."
     )
+    feed_retention: float = Field(
+        7 * 24 * 3600.0,
+        ge=0,
+        description="Seconds the tenant feed keeps an event that every consumer has read and"
+        " every enabled webhook has received; older ones are deleted.",
+    )
+    feed_retention_interval: float = Field(
+        3600.0, ge=0, description="Seconds between passes of the feed retention job (0: never)."
+    )
     oidc_issuer: str | None = Field(
         None, description="OpenID Connect issuer whose tokens are accepted (unset: SSO off)."
     )

@@ -1,6 +1,7 @@
 """The services a command-line tool needs outside a running server (``parley import``,
 ``export``, ``session from-template``): the database, the broker (so servers sharing a Redis
-broker see the events live), the session service, documents, importer and exporter."""
+broker see the events live), the session service, documents, the attachment store, and the
+importer (with the tenant's PII mode and the attachment limits, as in the server) and exporter."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from parley.attachments.blobs import BlobStore, LocalBlobStore
 from parley.broker import Broker, create_broker
 from parley.config import Settings
 from parley.crdt.manager import DocManager
 from parley.exports.exporter import Exporter
 from parley.governance import crypto
+from parley.governance.policies import Policies
 from parley.hub.events import OutEvent
 from parley.hub.hub import session_channel
 from parley.ids import iso, utcnow
+from parley.imports.content import content_for
+from parley.imports.files import FileRestorer
 from parley.imports.importer import Importer
 from parley.sessions.annotations import AnnotationEvents
 from parley.sessions.service import SessionService
@@ -63,6 +68,7 @@ class Offline:
     docs: DocManager
     importer: Importer
     exporter: Exporter
+    store: BlobStore
 
 
 @asynccontextmanager
@@ -78,13 +84,22 @@ async def offline(settings: Settings) -> AsyncIterator[Offline]:
             db, BrokerPublisher(broker), max_text_chars=settings.max_text_chars
         )
         docs = DocManager(db, broker, AnnotationEvents.of(service), settings)
+        store = LocalBlobStore(settings.effective_attachment_dir)
         yield Offline(
             settings=settings,
             db=db,
             service=service,
             docs=docs,
-            importer=Importer(db, service.publisher, docs, max_text_chars=settings.max_text_chars),
+            importer=Importer(
+                db,
+                service.publisher,
+                docs,
+                content=content_for(Policies(db, settings), settings),
+                files=FileRestorer(store, settings),
+                max_text_chars=settings.max_text_chars,
+            ),
             exporter=Exporter(service, docs),
+            store=store,
         )
     finally:
         await broker.stop()

@@ -3,6 +3,8 @@
 ``?types=message.*,session.created&sessions=<id>,<id>&tags=a,b`` filter (each optional,
 comma-separated); every event's ``id:`` is its feed cursor, so a reconnecting ``EventSource``
 resumes after the last one it saw through the ``Last-Event-ID`` header (or ``?cursor=``).
+A resume from before what the feed still keeps (see ``integrations/retention.py``) gets a
+``feed.resync`` event first, then the events that are kept.
 Idle streams get a comment line every ``PARLEY_FEED_HEARTBEAT`` seconds.
 """
 
@@ -20,7 +22,7 @@ from parley.errors import AuthError, InvalidRequest
 from parley.governance.apikeys import Scope, require_scope
 from parley.governance.auth import Principal, bearer_token
 from parley.integrations.filters import FeedFilter, check_patterns
-from parley.integrations.live import FeedReader, LiveFeeds, parse_cursor
+from parley.integrations.live import RESYNC_EVENT, FeedReader, LiveFeeds, parse_cursor
 
 MAX_LIST = 100
 RETRY_MS = 2000
@@ -62,9 +64,9 @@ async def stream(request: Request) -> Response:
     cursor = parse_cursor(resume, "Last-Event-ID") if resume else None
     feeds: LiveFeeds = request.app.state.integrations.feeds
     reader = await feeds.reader(p, flt, cursor)
-    heartbeat = request.app.state.settings.feed_heartbeat
+    settings = request.app.state.settings
     return StreamingResponse(
-        _events(reader, heartbeat),
+        _events(reader, settings.feed_heartbeat),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -76,6 +78,13 @@ async def _events(reader: FeedReader, heartbeat: float) -> AsyncIterator[bytes]:
         # The start position first, so a client that reconnects before any event still resumes
         # from here rather than from "now".
         yield f"retry: {RETRY_MS}\nid: {reader.cursor}\n: stream open\n\n".encode()
+        if reader.resync is not None:
+            # Events the client asked for are gone: say so rather than skip them silently.
+            yield b"id: %s\nevent: %s\ndata: %s\n\n" % (
+                str(reader.cursor).encode(),
+                RESYNC_EVENT.encode(),
+                orjson.dumps(reader.resync.data()),
+            )
         while True:
             items = await reader.next(heartbeat)
             if not items:

@@ -15,9 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, principal, resource, service
+from parley.attachments.service import AttachmentService
 from parley.crdt.manager import DocManager
 from parley.errors import Forbidden, InvalidRequest, UploadTooLarge
+from parley.governance.hub import Governance
 from parley.hub.hub import Hub
+from parley.imports.content import ImportContent
+from parley.imports.files import FileRestorer
 from parley.imports.formats import PARSERS
 from parley.imports.importer import Importer
 
@@ -53,6 +57,26 @@ def file_from_multipart(content_type: str, body: bytes) -> tuple[str | None, byt
     return chosen.get_filename(), payload if isinstance(payload, bytes) else b""
 
 
+def importer_of(request: Request) -> Importer:
+    """The importer of this server: the tenant's PII mode applies to what it writes, and
+    attachment files of Parley archives go to the attachment store under its limits."""
+    settings = request.app.state.settings
+    docs: DocManager = request.app.state.docs
+    # Straight to the hub, not through the relay's observer: imported messages are history,
+    # not prompts, so assistants in restored sessions do not answer them.
+    hub: Hub = request.app.state.hub
+    governance: Governance = request.app.state.governance
+    attachments: AttachmentService = request.app.state.attachments
+    return Importer(
+        service(request).db,
+        hub,
+        docs,
+        content=ImportContent(governance.policies, governance.content),
+        files=FileRestorer(attachments.store, settings),
+        max_text_chars=settings.max_text_chars,
+    )
+
+
 @api
 async def upload(request: Request) -> Response:
     p = await principal(request)
@@ -71,11 +95,7 @@ async def upload(request: Request) -> Response:
         name = filename or name
     if not data:
         raise InvalidRequest("the upload is empty")
-    docs: DocManager = request.app.state.docs
-    # Straight to the hub, not through the relay's observer: imported messages are history,
-    # not prompts, so assistants in restored sessions do not answer them.
-    hub: Hub = request.app.state.hub
-    importer = Importer(service(request).db, hub, docs, max_text_chars=settings.max_text_chars)
+    importer = importer_of(request)
     dry_run = request.query_params.get("dry_run") in ("1", "true", "yes")
     report = await importer.run(p, fmt, PARSERS[fmt](name, data), dry_run=dry_run)
     return JSONResponse(report.to_dict(), status_code=200 if report.ok else 207)

@@ -11,10 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from parley.api.common import MAX_BODY_BYTES, JSONResponse, api, body, principal, resource, service
-from parley.crdt.manager import DocManager
+from parley.api.imports import importer_of
 from parley.errors import ErrorCode, InvalidRequest, ProtocolError
-from parley.hub.hub import Hub
-from parley.imports.importer import Importer
 from parley.templates.library import TemplateLibrary
 
 
@@ -26,13 +24,9 @@ class FromTemplate(BaseModel):
 
 
 def library(request: Request) -> TemplateLibrary:
-    svc = service(request)
-    docs: DocManager = request.app.state.docs
-    # Straight to the hub, not through the relay's observer: template notes set a session
-    # up; they are not prompts for its assistants.
-    hub: Hub = request.app.state.hub
-    settings = request.app.state.settings
-    return TemplateLibrary(svc, Importer(svc.db, hub, docs, max_text_chars=settings.max_text_chars))
+    # The importer writes straight to the hub, not through the relay's observer: template
+    # notes set a session up; they are not prompts for its assistants.
+    return TemplateLibrary(service(request), importer_of(request))
 
 
 async def _json(request: Request) -> Any:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from parley import metrics
 from parley.attachments import images, sniff
 from parley.attachments.blobs import BlobMissing, BlobStore, BlobTooLarge
+from parley.attachments.listing import session_attachments
 from parley.attachments.views import attachment_view
 from parley.config import Settings
 from parley.errors import Conflict, ErrorCode, NotFound, ParleyError, PayloadTooLarge
@@ -302,19 +303,7 @@ class AttachmentService:
 
         def work(s: Session) -> list[dict[str, Any]]:
             session_row(s, p, session_id)
-            rows = s.scalars(
-                select(m.Attachment)
-                .where(m.Attachment.tenant_id == p.tenant_id, m.Attachment.session_id == session_id)
-                .order_by(m.Attachment.created_at, m.Attachment.id)
-            ).all()
-            links: dict[str, list[str]] = {}
-            for aid, mid in s.execute(
-                select(m.MessageAttachment.attachment_id, m.MessageAttachment.message_id)
-                .where(m.MessageAttachment.session_id == session_id)
-                .order_by(m.MessageAttachment.message_id)
-            ):
-                links.setdefault(aid, []).append(mid)
-            return [{**attachment_view(r), "message_ids": links.get(r.id, [])} for r in rows]
+            return session_attachments(s, p.tenant_id, session_id)
 
         return await self.db.read(work)
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from parley.attachments.listing import session_attachments
 from parley.exports.session_json import export_document
 from parley.governance.auth import Principal
 from parley.ids import iso, utcnow
@@ -37,7 +38,11 @@ class Exporter:
         def work(
             s: Session,
         ) -> tuple[
-            dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
+            dict[str, Any],
+            list[dict[str, Any]],
+            list[dict[str, Any]],
+            list[dict[str, Any]],
+            list[dict[str, Any]],
         ]:
             row = session_row(s, p, session_id)
             view = session_view(row, tags_of(s, [session_id], p.tenant_id)[session_id])
@@ -76,13 +81,21 @@ class Exporter:
                     .order_by(m.Event.seq)
                 )
             ]
-            return view, messages, assistants, edits
+            files = session_attachments(s, p.tenant_id, session_id, linked_only=True)
+            return view, messages, assistants, edits, files
 
-        view, messages, assistants, edits = await self.db.read(work)
+        view, messages, assistants, edits, files = await self.db.read(work)
         participants = await self.service.list_participants(p, session_id)
         document = await self.documents.document(p, session_id)
         return export_document(
-            view, participants, messages, assistants, document, edits, iso(utcnow()) or ""
+            view,
+            participants,
+            messages,
+            assistants,
+            document,
+            edits,
+            iso(utcnow()) or "",
+            attachments=files,
         )
 
     async def session_ids(self, p: Principal) -> AsyncIterator[str]:

@@ -3,7 +3,8 @@
 Everything a session holds: the session, participants, every message with its place in the
 tree (``parent_id``; ``branches`` lists where the tree forks), tombstones and the history of
 edits and deletions (``edits``, from the event log), the
-collaborative document (notes, annotations, labels, pins), assistants and their usage.
+collaborative document (notes, annotations, labels, pins), assistants and their usage, and the
+attachments messages reference (metadata, and where an archive holds their bytes).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 FORMAT = "parley.session"
 VERSION = 1
+FILES_DIR = "files/"
 
 
 def branches(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,9 +55,12 @@ def export_document(
     document: dict[str, Any],
     edits: list[dict[str, Any]],
     exported_at: str,
+    *,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The export of one session from its REST views (messages in seq order; ``edits`` the
-    history of edits and deletions from the event log, in seq order)."""
+    history of edits and deletions from the event log, in seq order; ``attachments`` the
+    session's files that messages reference, each with ``message_ids``)."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -68,7 +73,16 @@ def export_document(
         "document": {k: document.get(k) for k in ("notes", "annotations", "labels", "pins")},
         "assistants": [{k: a[k] for k in ASSISTANT_FIELDS} for a in assistants],
         "usage": usage(messages),
+        "attachments": [
+            {**{k: a[k] for k in ATTACHMENT_FIELDS}, "file": file_name(a["sha256"])}
+            for a in attachments or []
+        ],
     }
+
+
+def file_name(sha256: str) -> str:
+    """Where an archive (tenant or session zip) holds the bytes of a file: once per content."""
+    return f"{FILES_DIR}{sha256}"
 
 
 SESSION_FIELDS = (
@@ -106,4 +120,16 @@ ASSISTANT_FIELDS = (
     "busy_policy",
     "context_window",
     "max_output_tokens",
+)
+ATTACHMENT_FIELDS = (
+    "id",
+    "name",
+    "content_type",
+    "size",
+    "sha256",
+    "width",
+    "height",
+    "uploaded_by",
+    "created_at",
+    "message_ids",
 )

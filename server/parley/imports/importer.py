@@ -27,7 +27,9 @@ from parley.governance.auth import Principal, valid_identifier
 from parley.governance.crypto.columns import seal_values
 from parley.governance.policy import Action
 from parley.ids import new_id, utcnow
+from parley.imports.content import ImportContent
 from parley.imports.document import document_update
+from parley.imports.files import FileRestorer, RestoredBlob, attachment_rows, relink_parts
 from parley.imports.keys import CLIENT_ID_PREFIX, conversation_key, message_key
 from parley.imports.model import (
     ImportedConversation,
@@ -90,11 +92,17 @@ class Importer:
         publisher: Publisher,
         documents: DocumentWriter | None = None,
         *,
+        content: ImportContent | None,
+        files: FileRestorer | None = None,
         max_text_chars: int = 32_000,
     ) -> None:
         self.db = db
         self.publisher = publisher
         self.documents = documents
+        # Required (None only where no tenant policy applies): every path that imports must
+        # say how the tenant's PII mode is applied, so none can forget it.
+        self.content = content
+        self.files = files
         self.max_text_chars = max_text_chars
 
     async def run(
@@ -106,8 +114,19 @@ class Importer:
         dry_run: bool = False,
         progress: Callable[[ImportedConversation], None] | None = None,
     ) -> ImportReport:
-        """Write every conversation of ``items``; collect errors and notes into the report."""
+        """Write every conversation of ``items``; collect errors and notes into the report.
+
+        Attachment files the items carry (Parley archives) are verified and stored first;
+        a file that breaks a limit or its hash refuses the whole import (``FileRefused``)
+        before any session is written."""
         report = ImportReport(format=fmt, dry_run=dry_run)
+        blobs: dict[str, RestoredBlob] = {}
+        if self.files is not None:
+            items = list(items)
+            convs = [i for i in items if isinstance(i, ImportedConversation)]
+            if any(a.file is not None for c in convs for a in c.files):
+                blobs = await self.files.restore(p.tenant_id, convs, dry_run=dry_run)
+                report.files_restored = len(blobs)
         for item in items:
             if isinstance(item, RecordError):
                 report.errors.append(item)
@@ -121,16 +140,17 @@ class Importer:
             report.conversations += 1
             try:
                 if dry_run:
+                    await self._apply_content(p, item)
                     errors = [e for msg in item.messages if (e := self._check(item, msg))]
                     report.errors.extend(errors)
                     report.messages_added += len(item.messages) - len(errors)
                 else:
                     try:
-                        written = await self.write(p, item)
+                        written = await self.write(p, item, blobs)
                     except IntegrityError:
                         # Another import of the same conversation won a race; now it is
                         # there, and a second pass adds only what is still missing.
-                        written = await self.write(p, item)
+                        written = await self.write(p, item, blobs)
                     report.errors.extend(written.errors)
                     report.messages_added += written.added
                     report.messages_present += written.present
@@ -180,12 +200,20 @@ class Importer:
             return RecordError(where, exc.message)
         return None
 
-    async def write(self, p: Principal, conv: ImportedConversation) -> _Written:
+    async def write(
+        self,
+        p: Principal,
+        conv: ImportedConversation,
+        blobs: dict[str, RestoredBlob] | None = None,
+    ) -> _Written:
         """Create or complete the session of one conversation; publish what was committed.
+        ``blobs`` are the attachment files already stored (see ``imports.files``): the
+        conversation's attachments among them get rows, and its messages' parts name those.
 
         The session, its participants and assistants are one unit of work; messages follow in
         units of ``CHUNK`` so a large conversation never holds the write lock for long. If a
         write fails half way, importing again completes it (what is there is recognised)."""
+        await self._apply_content(p, conv)
         title = rules.clean_title(conv.title[: rules.MAX_TITLE])
         tags = rules.clean_tags(conv.tags)
         rules.check_json_size("metadata", conv.metadata, rules.MAX_METADATA_BYTES)
@@ -205,8 +233,11 @@ class Importer:
         ordered = in_time_order(good)
         key = conversation_key(conv.source, conv.external_id)
         now = utcnow()
+        quota = self.files.settings.attachment_tenant_quota_bytes if self.files else 0
 
-        def open_session(s: Session) -> tuple[_Written, dict[str, str], dict[str, str]]:
+        def open_session(
+            s: Session,
+        ) -> tuple[_Written, dict[str, str], dict[str, str], dict[str, dict[str, Any]]]:
             if s.get(m.Tenant, p.tenant_id) is None:
                 s.add(m.Tenant(id=p.tenant_id, name=p.tenant_id, created_at=now))
                 s.flush()
@@ -251,9 +282,13 @@ class Importer:
             renamed = self._add_assistants(s, p, conv, row.id, now) if created else {}
             s.add_all(events)
             frames = [event_view(e) for e in events]
-            return _Written(row.id, created, 0, 0, {}, [], frames), known, renamed
+            restored = attachment_rows(
+                s, p.tenant_id, row.id, p.user_id, conv.files, blobs or {},
+                quota, now,
+            )  # fmt: skip
+            return _Written(row.id, created, 0, 0, {}, [], frames), known, renamed, restored
 
-        written, known, renamed = await self.db.write(open_session)
+        written, known, renamed, restored = await self.db.write(open_session)
         written.errors = errors
         await self._publish(p, written.session_id, written.frames)
         sid = written.session_id
@@ -274,12 +309,18 @@ class Importer:
                 messages: list[dict[str, Any]] = []
                 events: list[dict[str, Any]] = []
                 frames: list[Frame] = []
+                links: list[dict[str, str]] = []
                 for msg, client_id in chunk:
                     parent = ids.get(msg.parent) if msg.parent is not None else None
                     if parent is None and msg.parent is not None:
                         parent = known.get(message_key(conv.source, conv.external_id, msg.parent))
                     row.last_seq += 1
                     values = self._message(p, conv, msg, sid, row.last_seq, parent, client_id)
+                    values["parts"], linked = relink_parts(values["parts"], restored)
+                    links += [
+                        {"message_id": values["id"], "attachment_id": a, "session_id": sid}
+                        for a in linked
+                    ]
                     if values["metadata"].get("assistant") in renamed:
                         values["metadata"] = {
                             **values["metadata"],
@@ -306,6 +347,8 @@ class Importer:
                     insert(m.Message), seal_values(s, m.Message, [_columns(v) for v in messages])
                 )
                 s.execute(insert(m.Event), seal_values(s, m.Event, events))
+                if links:
+                    s.execute(insert(m.MessageAttachment), links)
                 feed_log.record(s, events)  # webhooks, live feeds and automation see imports
                 return frames
 
@@ -317,6 +360,12 @@ class Importer:
             if update is not None:
                 await self.documents.apply_server_update(p, sid, update)
         return written
+
+    async def _apply_content(self, p: Principal, conv: ImportedConversation) -> None:
+        """The tenant's PII mode, on every message before it is checked (see
+        ``imports.content``); every import and template goes through here."""
+        if self.content is not None:
+            await self.content.apply(p.tenant_id, conv)
 
     async def _publish(self, p: Principal, session_id: str, frames: list[Frame]) -> None:
         if not frames:

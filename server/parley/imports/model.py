@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 
@@ -71,6 +72,33 @@ class ImportedAssistant:
 
 
 @dataclass(slots=True)
+class ImportedFile:
+    """The bytes of an attachment inside an archive being imported: how to read them, and
+    what the archive's directory says about them (checked before anything is read)."""
+
+    where: str  # "<archive>!files/<sha256>", for errors
+    open: Callable[[], IO[bytes]]
+    unpacked_size: int
+    packed_size: int
+
+
+@dataclass(slots=True)
+class ImportedAttachment:
+    """An attachment of a Parley export: its metadata, the (exported) messages referencing
+    it, and its bytes when the export is an archive that holds them."""
+
+    old_id: str
+    sha256: str
+    name: str
+    content_type: str
+    size: int
+    message_ids: list[str]
+    uploaded_by: str | None = None
+    created_at: datetime | None = None
+    file: ImportedFile | None = None
+
+
+@dataclass(slots=True)
 class ImportedConversation:
     """One conversation of an export; it becomes one session."""
 
@@ -85,6 +113,7 @@ class ImportedConversation:
     status: str = "active"
     assistants: list[ImportedAssistant] = field(default_factory=list)
     document: dict[str, Any] | None = None  # notes, annotations, labels, pins (Parley exports)
+    files: list[ImportedAttachment] = field(default_factory=list)  # Parley exports' attachments
     where: str = ""  # where the record starts, for errors found while writing it
 
 

@@ -20,6 +20,7 @@ class ImportReport:
     messages_added: int = 0
     messages_present: int = 0
     notes: int = 0
+    files_restored: int = 0
     errors: list[RecordError] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -37,6 +38,7 @@ class ImportReport:
             "messages_added": self.messages_added,
             "messages_present": self.messages_present,
             "skipped_notes": self.notes,
+            "files_restored": self.files_restored,
             "errors": [{"where": e.where, "problem": e.problem} for e in self.errors],
             "sessions": self.sessions,
         }

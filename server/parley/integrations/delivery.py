@@ -32,11 +32,13 @@ from sqlalchemy.orm import Session
 from parley import metrics
 from parley.config import Settings
 from parley.errors import InvalidRequest
+from parley.governance.crypto.envelope import CryptoError
 from parley.governance.scoping import all_tenants
 from parley.ids import utcnow
 from parley.integrations import signing, urls
 from parley.integrations.filters import type_matches
 from parley.integrations.retry import backoff_delay
+from parley.integrations.sealing import open_secret
 from parley.integrations.signal import wait
 from parley.integrations.webhooks import DeliveryStatus, delivery_id, payload
 from parley.storage import models as m
@@ -125,6 +127,7 @@ class _Claim:
     event: str
     body: bytes
     attempt: int
+    problem: str | None = None  # why it cannot be sent (its secret does not open)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,22 +210,32 @@ class DeliveryWorker:
         for d, hook in rows:
             d.attempts += 1
             d.next_attempt_at = now + self.claim_ttl
+            problem: str | None = None
+            try:
+                secret = open_secret(s, hook.tenant_id, hook.id, hook.secret)
+            except CryptoError as exc:  # one endpoint's secret must not stop the others
+                secret, problem = "", f"the endpoint's signing secret does not open: {exc}"
+                log.error("webhook secret does not open", webhook=hook.id, error=str(exc))
             claims.append(
                 _Claim(
                     d.id,
                     hook.id,
                     hook.url,
-                    hook.secret,
+                    secret,
                     d.event,
                     orjson.dumps(d.payload),
                     d.attempts,
+                    problem,
                 )
             )
         return claims
 
     async def _deliver(self, claim: _Claim) -> None:
-        async with self._slots:
-            outcome = await self._post(claim)
+        if claim.problem is not None:
+            outcome = _Outcome(None, claim.problem[:500], 0.0)
+        else:
+            async with self._slots:
+                outcome = await self._post(claim)
         await self.db.write(all_tenants(SPANS, lambda s: self._record(s, claim, outcome)))
 
     async def _post(self, claim: _Claim) -> _Outcome:

@@ -24,6 +24,7 @@ from parley.errors import InvalidRequest
 from parley.governance.auth import Principal
 from parley.hub.connection import Connection
 from parley.hub.events import OutEvent
+from parley.integrations import retention
 from parley.integrations.filters import FeedFilter
 from parley.integrations.signal import FeedSignal, wait
 from parley.sessions.queries import readable_sessions_filter, tags_of
@@ -81,8 +82,33 @@ def _read_visible(
     return _Batch(items, raw[-1].cursor, full, held)
 
 
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """A resume from before the tenant's retention watermark: events between ``requested``
+    and ``resumed`` may have been deleted, so the reader starts at ``resumed`` and the client
+    must reload the state it keeps (sessions, messages) instead of trusting its feed."""
+
+    requested: FeedCursor
+    resumed: FeedCursor
+    retention_seconds: float
+
+    def data(self) -> dict[str, Any]:
+        """What the client is told (the data of a ``feed.resync`` event)."""
+        return {
+            "requested": str(self.requested),
+            "resumed": str(self.resumed),
+            "retention_seconds": self.retention_seconds,
+            "message": (
+                f"events after {self.requested} up to {self.resumed} are no longer kept (the "
+                "feed keeps read events for its retention period): reload your state over "
+                "REST, then follow the feed from here"
+            ),
+        }
+
+
 class FeedReader:
-    """One subscriber's position in its tenant feed."""
+    """One subscriber's position in its tenant feed (``resync`` set when it resumed from a
+    position retention has deleted past)."""
 
     def __init__(
         self,
@@ -99,6 +125,7 @@ class FeedReader:
         self.filter = flt
         self.cursor = cursor
         self.poll_interval = poll_interval
+        self.resync: Resync | None = None
 
     async def next(self, max_wait: float) -> list[FeedItem]:
         """The next visible items after the cursor; empty after ``max_wait`` without any."""
@@ -128,22 +155,52 @@ def feed_frame(item: FeedItem) -> dict[str, Any]:
     return {"type": "feed", "cursor": str(item.cursor), "event": item.frame}
 
 
+RESYNC_EVENT = "feed.resync"
+
+
+def resync_frame(resync: Resync) -> dict[str, Any]:
+    """The socket frame telling a feed subscriber that events it asked for are gone."""
+    return {
+        "type": "feed",
+        "cursor": str(resync.resumed),
+        "event": {
+            "type": "event",
+            "session": None,
+            "seq": None,
+            "event": RESYNC_EVENT,
+            "data": resync.data(),
+        },
+    }
+
+
 class LiveFeeds:
     """Opens readers; runs the socket's feed subscriptions (one per connection)."""
 
-    def __init__(self, db: Database, signal: FeedSignal, poll_interval: float) -> None:
+    def __init__(
+        self, db: Database, signal: FeedSignal, poll_interval: float, retention: float = 0.0
+    ) -> None:
         self.db = db
         self.signal = signal
         self.poll_interval = poll_interval
+        self.retention = retention
         self._sockets: dict[int, asyncio.Task[None]] = {}
 
     async def reader(
         self, principal: Principal, flt: FeedFilter, cursor: FeedCursor | None
     ) -> FeedReader:
-        """A reader after ``cursor``, or after the newest event when it is None."""
+        """A reader after ``cursor``, or after the newest event when it is None. A cursor
+        before the tenant's retention watermark starts at the watermark, with ``resync``."""
         if cursor is None:
             cursor = await self.db.read(partial(feed_log.head, tenant_id=principal.tenant_id))
-        return FeedReader(self.db, self.signal, principal, flt, cursor, self.poll_interval)
+            return FeedReader(self.db, self.signal, principal, flt, cursor, self.poll_interval)
+        mark = await self.db.read(partial(retention.watermark, tenant_id=principal.tenant_id))
+        if mark is None or cursor >= mark:
+            return FeedReader(self.db, self.signal, principal, flt, cursor, self.poll_interval)
+        reader = FeedReader(self.db, self.signal, principal, flt, mark, self.poll_interval)
+        reader.resync = Resync(cursor, mark, self.retention)
+        log.info("feed resume before the retention watermark", tenant=principal.tenant_id,
+                 requested=str(cursor), resumed=str(mark))  # fmt: skip
+        return reader
 
     async def subscribe_socket(
         self, conn: Connection, principal: Principal, flt: FeedFilter, cursor: FeedCursor | None
@@ -175,6 +232,9 @@ class LiveFeeds:
         metrics.FEED_STREAMS.inc()
         failures = 0
         try:
+            if reader.resync is not None:
+                notice = resync_frame(reader.resync)
+                await conn.send_event_waiting(OutEvent.from_frame(notice))
             while conn.is_open:
                 try:
                     items = await reader.next(self.poll_interval)

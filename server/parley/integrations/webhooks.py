@@ -17,6 +17,7 @@ from parley.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from parley.governance.auth import Principal
 from parley.ids import iso, new_id, utcnow
 from parley.integrations import filters, signing, urls
+from parley.integrations.sealing import seal_secret
 from parley.sessions.queries import plausible_id
 from parley.storage import models as m
 from parley.storage.database import Database
@@ -38,7 +39,8 @@ def delivery_id(webhook_id: str, session_id: str, seq: int) -> str:
     return str(uuid.uuid5(_DELIVERY_NS, f"{webhook_id}/{session_id}/{seq}"))
 
 
-def webhook_view(row: m.Webhook, *, secret: bool = False) -> dict[str, Any]:
+def webhook_view(row: m.Webhook, *, secret: str | None = None) -> dict[str, Any]:
+    """The endpoint as the API shows it; ``secret`` (plaintext) only when just made."""
     view: dict[str, Any] = {
         "id": row.id,
         "url": row.url,
@@ -51,8 +53,8 @@ def webhook_view(row: m.Webhook, *, secret: bool = False) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
-    if secret:
-        view["secret"] = row.secret
+    if secret is not None:
+        view["secret"] = secret
     return view
 
 
@@ -122,11 +124,13 @@ class WebhookService:
             )
             if count >= MAX_WEBHOOKS_PER_TENANT:
                 raise Conflict(f"a tenant may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
+            ident = new_id()
+            secret = signing.new_secret()
             row = m.Webhook(
-                id=new_id(),
+                id=ident,
                 tenant_id=p.tenant_id,
                 url=url,
-                secret=signing.new_secret(),
+                secret=seal_secret(s, p.tenant_id, ident, secret),
                 events=patterns,
                 description=description,
                 enabled=True,
@@ -137,7 +141,7 @@ class WebhookService:
                 updated_at=now,
             )
             s.add(row)
-            return webhook_view(row, secret=True)
+            return webhook_view(row, secret=secret)
 
         return await self.db.write(work)
 
@@ -190,10 +194,11 @@ class WebhookService:
                     row.disabled_reason, row.consecutive_failures = None, 0
                 else:
                     row.disabled_reason = f"disabled by {p.user_id}"
-            if rotate_secret:
-                row.secret = signing.new_secret()
+            secret = signing.new_secret() if rotate_secret else None
+            if secret is not None:
+                row.secret = seal_secret(s, p.tenant_id, row.id, secret)
             row.updated_at = now
-            return webhook_view(row, secret=rotate_secret)
+            return webhook_view(row, secret=secret)
 
         return await self.db.write(work)
 

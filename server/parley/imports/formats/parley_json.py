@@ -1,20 +1,27 @@
-"""Parley's own session export (``parley.session`` v1), one file or a tenant archive (zip of
-``sessions/*.json``). Importing it gives back the same session: messages with their tree,
-edits and tombstones, participants and roles, tags, assistants, and the document."""
+"""Parley's own session export (``parley.session`` v1), one file or an archive (a tenant's or
+one session's zip: ``sessions/*.json`` and ``files/<sha256>``). Importing it gives back the
+same session: messages with their tree, edits and tombstones, participants and roles, tags,
+assistants, the document, and (from an archive) the attachment files."""
 
 from __future__ import annotations
 
+import re
+import zipfile
 from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from parley.exports.session_json import FORMAT, VERSION
+from parley.exports.session_json import FILES_DIR, FORMAT, VERSION, file_name
 from parley.imports.archives import ArchiveError, open_zip
 from parley.imports.model import (
     ImportedAssistant,
+    ImportedAttachment,
     ImportedAuthor,
     ImportedConversation,
+    ImportedFile,
     ImportedMessage,
     ParsedItem,
     RecordError,
@@ -22,6 +29,7 @@ from parley.imports.model import (
 )
 
 SOURCE = "parley"
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
@@ -36,14 +44,25 @@ def parse(name: str, data: bytes) -> Iterator[ParsedItem]:
     yield from _session(name, doc)
 
 
-def _archive(name: str, data: bytes) -> Iterator[ParsedItem]:
+def parse_file(path: Path) -> Iterator[ParsedItem]:
+    """Like :func:`parse`, but an archive is read from disk entry by entry, so its attachment
+    files are never all in memory (``parley import`` of large tenant archives)."""
+    with path.open("rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if not zipped:
+        yield from parse(path.name, path.read_bytes())
+        return
+    yield from _archive(path.name, path)
+
+
+def _archive(name: str, data: bytes | Path) -> Iterator[ParsedItem]:
     try:
-        archive = open_zip(data)
+        archive = open_zip(data, separate=FILES_DIR)
     except ArchiveError as exc:
         yield RecordError(name, str(exc))
         return
     for entry in sorted(n for n in archive.namelist() if n.endswith(".json")):
-        if entry == "manifest.json":
+        if entry == "manifest.json" or entry.startswith(FILES_DIR):
             continue
         where = f"{name}!{entry}"
         try:
@@ -51,10 +70,30 @@ def _archive(name: str, data: bytes) -> Iterator[ParsedItem]:
         except orjson.JSONDecodeError as exc:
             yield RecordError(where, f"not valid JSON: {exc}")
             continue
-        yield from _session(where, doc)
+        yield from _session(where, doc, _Files(name, archive))
 
 
-def _session(where: str, doc: Any) -> Iterator[ParsedItem]:
+class _Files:
+    """The ``files/`` entries of an archive, found by the name an export gives them."""
+
+    def __init__(self, name: str, archive: zipfile.ZipFile) -> None:
+        self.name = name
+        self.archive = archive
+
+    def get(self, entry: str) -> ImportedFile | None:
+        try:
+            info = self.archive.getinfo(entry)
+        except KeyError:
+            return None
+        return ImportedFile(
+            where=f"{self.name}!{entry}",
+            open=partial(self.archive.open, info),
+            unpacked_size=info.file_size,
+            packed_size=info.compress_size,
+        )
+
+
+def _session(where: str, doc: Any, files: _Files | None = None) -> Iterator[ParsedItem]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         yield RecordError(where, f'not a Parley session export (expected "format": "{FORMAT}")')
         return
@@ -62,7 +101,7 @@ def _session(where: str, doc: Any) -> Iterator[ParsedItem]:
         yield RecordError(where, f"export version {doc.get('version')!r} is not supported")
         return
     try:
-        yield _conversation(where, doc)
+        yield _conversation(where, doc, files)
     except (KeyError, TypeError, ValueError) as exc:
         yield RecordError(where, f"malformed export: {type(exc).__name__}: {exc}")
 
@@ -74,7 +113,36 @@ def _time(value: Any, label: str) -> Any:
     return ts
 
 
-def _conversation(where: str, doc: dict[str, Any]) -> ImportedConversation:
+def _attachments(doc: dict[str, Any], files: _Files | None) -> list[ImportedAttachment]:
+    out = []
+    for a in doc.get("attachments") or []:
+        sha = str(a["sha256"])
+        if not _SHA_RE.match(sha):
+            raise ValueError(f"attachment {a.get('id')!r}: sha256 {sha[:80]!r} is not a SHA-256")
+        entry = a.get("file")
+        if entry is not None and entry != file_name(sha):
+            raise ValueError(
+                f"attachment {a.get('id')!r}: file {str(entry)[:80]!r} is not {file_name(sha)!r}"
+            )
+        out.append(
+            ImportedAttachment(
+                old_id=str(a["id"]),
+                sha256=sha,
+                name=str(a.get("name") or "file"),
+                content_type=str(a.get("content_type") or "application/octet-stream"),
+                size=int(a["size"]),
+                message_ids=[str(i) for i in a.get("message_ids") or []],
+                uploaded_by=a.get("uploaded_by"),
+                created_at=parse_iso(a.get("created_at")),
+                file=files.get(entry) if files is not None and entry is not None else None,
+            )
+        )
+    return out
+
+
+def _conversation(
+    where: str, doc: dict[str, Any], files: _Files | None = None
+) -> ImportedConversation:
     session = doc["session"]
     messages = [
         ImportedMessage(
@@ -127,5 +195,6 @@ def _conversation(where: str, doc: dict[str, Any]) -> ImportedConversation:
         status=str(session.get("status") or "active"),
         assistants=assistants,
         document=doc.get("document"),
+        files=_attachments(doc, files),
         where=where,
     )
