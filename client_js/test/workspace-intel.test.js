@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import { RestClient } from '../src/sdk/index.js'
+import { money, num } from '../src/app/format.js'
 import { startServer, ROOT } from './support/server.js'
 import { startFakeLlm } from './support/fake-llm.js'
 
@@ -137,7 +138,6 @@ const painted = (page, selector) => page.$eval(selector, (c) => {
   return n
 })
 
-const num = (n) => n.toLocaleString('en-US')
 const metric = (page, key) => page.locator(`tr[data-metric="${key}"] td`).textContent()
 
 /** Run a page scenario; on failure keep a screenshot of where it stopped. */
@@ -167,7 +167,8 @@ test('the analytics dashboard draws the real numbers of the analytics API', asyn
     assert.equal(await metric(page, 'sessions'), num(report.sessions))
     assert.equal(await metric(page, 'llm.generations'), '2')
     assert.equal(await metric(page, 'llm.output_tokens'), num(report.llm.output_tokens))
-    assert.equal(await metric(page, 'llm.cost.total'), `$${report.llm.cost.total.toFixed(4)}`)
+    assert.equal(await metric(page, 'llm.cost.total'), money(report.llm.cost))
+    assert.match(money(report.llm.cost), /^\$0\.0\d*[1-9]/)
     assert.equal(await metric(page, 'quality.score'), report.quality.score.toFixed(1))
     assert.equal(await page.locator('.kpi[data-kpi="messages"] .kpi-value').textContent(), num(report.messages))
     assert.match(await page.locator('.kpi[data-kpi="first_token"] .kpi-value').textContent(), /^\d+ ms$|^\d+\.\d\d s$/)
@@ -238,6 +239,10 @@ test('the dashboard fits a phone', async () => {
     assert.equal(columns, 2)
     assert.ok(await painted(page, 'canvas[data-chart="activity"]') > 500)
     await shot(page, 'phone-dashboard')
+    await page.setViewportSize({ width: 390, height: await page.$eval('.dashboard', (el) => el.scrollHeight) })
+    await page.waitForFunction(() => !document.querySelector('.dashboard.busy'))
+    await shot(page, 'phone-dashboard-full')
+    await page.setViewportSize({ width: 390, height: 844 })
     await page.click('.dash-head .back')
     await page.locator('.session-list').waitFor()
   })

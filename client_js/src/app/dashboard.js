@@ -4,10 +4,10 @@
 
 import { h, fill, icon, toast } from './dom.js'
 import { chartBox, COLORS, PALETTE, fade } from './charts.js'
+import { num, millis, millisPair, seconds, money, dayRange, DAY } from './format.js'
 
 const PERIODS = [['7', '7 days'], ['30', '30 days'], ['90', '90 days'], ['all', 'All time']]
 const BY_ALL = ['model', 'assistant', 'user', 'session']
-const DAY = 86400000
 
 export const QUALITY_FORMULA = [
   'quality = 100 × (0.35 × tone + 0.25 × answered + 0.20 × assistant_ok + 0.20 × engagement)',
@@ -18,23 +18,6 @@ export const QUALITY_FORMULA = [
 ].join('\n')
 
 const PARTS = /** @type {const} */ ([['tone', 'Tone', 0.35], ['answered', 'Questions answered', 0.25], ['assistant_ok', 'Assistant answers OK', 0.2], ['engagement', 'Engagement', 0.2]])
-
-const num = (/** @type {number} */ n) => n.toLocaleString('en-US')
-/** @param {number|null} ms */
-const millis = (ms) => ms === null ? '–' : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`
-/** @param {number|null} s */
-const seconds = (s) => s === null ? '–' : s < 60 ? `${Math.round(s)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`
-/** "93 / 716 ms": two times in one unit. @param {number|null} a @param {number|null} b */
-const millisPair = (a, b) => a === null || b === null ? '–' : b < 1000 ? `${Math.round(a)} / ${Math.round(b)} ms` : `${(a / 1000).toFixed(2)} / ${(b / 1000).toFixed(2)} s`
-/** @param {{total: number, currency: string|null, priced_generations: number}} c */
-const money = (c) => !c.priced_generations ? '–' : `${c.currency === 'USD' ? '$' : ''}${c.total < 1 ? c.total.toFixed(4) : c.total.toFixed(2)}${c.currency && c.currency !== 'USD' ? ` ${c.currency}` : ''}`
-
-/** The UTC days from `first` to `last` inclusive ("YYYY-MM-DD"). @param {string} first @param {string} last */
-export function dayRange (first, last) {
-  const out = []
-  for (let t = Date.parse(`${first}T00:00:00Z`); t <= Date.parse(`${last}T00:00:00Z`) && out.length < 400; t += DAY) out.push(new Date(t).toISOString().slice(0, 10))
-  return out
-}
 
 export class Dashboard {
   /**
@@ -288,7 +271,7 @@ export class Dashboard {
           'aria-label': 'Session for the sentiment trend', name: 'sentiment-session',
           on: { change: (/** @type {Event} */ ev) => { this.sentimentSession = /** @type {HTMLSelectElement} */ (ev.target).value; this.loadSentiment() } }
         }, ...sessions.map((s) => h('option', { value: s.key, selected: s.key === this.sentimentSession }, s.label))))
-    return card('Sentiment trend', 'Per message (VADER compound score, −1 to +1), in the order they were written.', picker, this.sentimentBody, 'wide')
+    return card('Sentiment trend', 'Per message (VADER compound score, −1 to +1), in the order they were written.', picker, this.sentimentBody)
   }
 
   async loadSentiment () {

@@ -132,6 +132,7 @@ export function newSessionDialog (client, created, start = 'blank') {
         h('div.dialog-actions',
           h('button.btn', { type: 'button', on: { click: () => dialog.close() } }, 'Cancel'),
           h('button.btn.primary', { type: 'submit', 'data-action': 'create-from-template' }, 'Create session'))))
+    for (const input of inputs.values()) input.addEventListener('input', () => { error.textContent = '' })
     update()
     ;(fields.length ? /** @type {HTMLInputElement} */ (inputs.values().next().value) : null)?.focus()
   }
