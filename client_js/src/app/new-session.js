@@ -45,9 +45,10 @@ export function newSessionDialog (client, created, start = 'blank') {
     else pickTemplate()
   }
 
+  // The message names the first problem; the others follow it.
   const fail = (/** @type {any} */ err) => {
-    const details = Array.isArray(err.details) ? err.details.map((/** @type {any} */ d) => `${d.field}: ${d.problem}`).join('; ') : ''
-    error.textContent = details ? `${err.message} (${details})` : err.message
+    const more = Array.isArray(err.details) ? err.details.slice(1).map((/** @type {any} */ d) => `${d.field}: ${d.problem}`) : []
+    error.textContent = [err.message, ...more].join('; ')
   }
 
   const blank = () => {
