@@ -391,6 +391,15 @@ test('a session from a template: variables, title preview, assistants, tags, not
     await page.click('[data-action="create-from-template"]')
     await page.locator('.conv-title', { hasText: 'Parley 2 go/no-go' }).waitFor()
     await page.locator('.msg', { hasText: 'Checklist: docs, pricing, support.' }).waitFor()
+
+    // The template's comment is found by search and opens its thread.
+    await page.fill('.search-input', 'owner')
+    await page.locator('.search-input').press('Enter')
+    const hit = page.locator('.hit[data-kind="annotation"]', { hasText: 'Every action needs one' })
+    assert.equal(await hit.locator('mark').textContent(), 'owner')
+    await hit.click()
+    await page.locator('.panel .thread.focus', { hasText: 'Every action needs one owner.' }).waitFor()
+    assert.match(page.url(), new RegExp(`#/s/${sid}/a/`))
   })
   await page.context().close()
   assert.deepEqual(problems, [])

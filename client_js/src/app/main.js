@@ -62,7 +62,12 @@ class Workspace {
     this.list = h('nav.session-list', { 'aria-label': 'Sessions' })
     this.facets = h('div.facets')
     this.search = /** @type {HTMLInputElement} */ (h('input.search-input', { type: 'search', placeholder: 'Search sessions', 'aria-label': 'Search sessions', title: 'Filters the list; Enter searches every message' }))
-    this.search.addEventListener('input', () => { this.query = this.search.value.trim().toLowerCase(); this.renderList() })
+    this.searchHint = h('button.search-hint', { hidden: true, on: { click: () => { location.hash = `#/search?q=${encodeURIComponent(this.search.value.trim())}` } } }, icon('search', 13), 'Enter: search messages and comments too')
+    this.search.addEventListener('input', () => {
+      this.query = this.search.value.trim().toLowerCase()
+      this.searchHint.hidden = !this.query
+      this.renderList()
+    })
     // Typing narrows the list by title and tag; Enter searches messages, comments and all.
     this.search.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && this.search.value.trim()) location.hash = `#/search?q=${encodeURIComponent(this.search.value.trim())}`
@@ -84,6 +89,7 @@ class Workspace {
         h('button.btn.from-template', { title: 'New session from a template', 'data-action': 'from-template', on: { click: () => this.newSession('template') } }, icon('template', 16), 'Template')),
       this.nav,
       h('div.search', icon('search', 16), this.search),
+      this.searchHint,
       this.facets,
       this.list
     )
@@ -167,6 +173,7 @@ class Workspace {
       this.showView('search', view)
       this.search.value = ''
       this.query = ''
+      this.searchHint.hidden = true
       this.renderList()
       await view.run(params.get('q') || '')
       return

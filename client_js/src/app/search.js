@@ -200,7 +200,8 @@ export class SearchView {
     const f = this.facets
     if (!f) { fill(this.aside); return }
     const sections = FACETS.map(([field, label]) => {
-      const values = f[field] || []
+      // Assistants are a facet of their own, by name; their user ids say nothing here.
+      const values = (f[field] || []).filter((/** @type {{value: string}} */ v) => field !== 'participant' || !v.value.startsWith('assistant.'))
       if (!values.length) return null
       return h('section.facet', { 'data-facet': field },
         h('h3', label),
