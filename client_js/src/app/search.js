@@ -65,6 +65,8 @@ export class SearchView {
     this.results = h('ol.hits')
     this.moreBtn = h('button.btn.more', { 'data-action': 'more', on: { click: () => this.more() } }, 'More results')
     this.aside = h('aside.facet-panel', { 'aria-label': 'Narrow the results' })
+    // On a phone the facets fold away behind one button, so the hits come first.
+    this.facetToggle = h('button.btn.sm.facet-toggle', { 'aria-expanded': 'false', on: { click: () => this.toggleFacets() } }, icon('settings', 14), 'Filters')
     this.el = h('section.search-view',
       h('header.search-head',
         h('div.search-title-row',
@@ -106,6 +108,7 @@ export class SearchView {
   async search (ticket = ++this.ticket) {
     this.renderChips()
     fill(this.status, h('span.spinner.sm'), 'Searching…')
+    this.el.classList.add('busy')
     try {
       const res = await this.client.rest.searchQuery({ ...this.query, limit: 20 })
       if (ticket !== this.ticket) return
@@ -113,6 +116,7 @@ export class SearchView {
       this.cursor = res.next_cursor
       this.facets = res.facets
       this.render()
+      this.el.scrollTop = 0
     } catch (err) {
       if (ticket !== this.ticket) return
       this.items = []
@@ -120,7 +124,14 @@ export class SearchView {
       fill(this.results)
       fill(this.status, h('span.form-error', /** @type {Error} */ (err).message))
       this.moreBtn.hidden = true
+    } finally {
+      if (ticket === this.ticket) this.el.classList.remove('busy')
     }
+  }
+
+  toggleFacets () {
+    const open = this.el.classList.toggle('facets-open')
+    this.facetToggle.setAttribute('aria-expanded', String(open))
   }
 
   async more () {
@@ -167,7 +178,8 @@ export class SearchView {
     fill(this.chips,
       ...chips,
       chips.length ? null : h('span.muted.small', 'Type words to search, or a sentence such as "my conversations about AI from last week".'),
-      this.notes.length ? h('span.parse-notes.muted.small', { title: 'What the query parser understood' }, icon('sparkle', 13), this.notes.join(' · ')) : null)
+      this.notes.length ? h('span.parse-notes.muted.small', { title: 'What the query parser understood' }, icon('sparkle', 13), this.notes.join(' · ')) : null,
+      this.facetToggle)
   }
 
   /** One editable chip: click its value to change it, × to remove it. @param {string} field @param {string} label */
