@@ -129,6 +129,12 @@ async function open (user, name, hash, size = { width: 1360, height: 900 }) {
 /** @param {import('playwright-core').Page} page @param {string} name */
 const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`) })
 
+/** Elements that stick out of their dashboard card (a table too wide, a label cut off). */
+const outOfCards = (page) => page.evaluate(() => [...document.querySelectorAll('.dashboard .card')].flatMap((card) => {
+  const edge = card.getBoundingClientRect().right
+  return [...card.querySelectorAll('*')].filter((el) => el.getBoundingClientRect().right > edge + 1).map((el) => `${card.querySelector('h2')?.textContent}: ${el.tagName} ${el.textContent?.slice(0, 30)}`)
+}).slice(0, 5))
+
 /** How many pixels of a canvas are painted (a chart that drew nothing has none). */
 const painted = (page, selector) => page.$eval(selector, (c) => {
   const canvas = /** @type {HTMLCanvasElement} */ (c)
@@ -198,6 +204,7 @@ test('the analytics dashboard draws the real numbers of the analytics API', asyn
     await page.selectOption('select[name="sentiment-session"]', seed.pricing.id)
     await page.waitForFunction(() => /Sentiment of 6 messages/.test(document.querySelector('canvas[data-chart="sentiment"]')?.getAttribute('aria-label') || ''))
     assert.ok(await painted(page, 'canvas[data-chart="sentiment"]') > 500)
+    assert.deepEqual(await outOfCards(page), [])
     // The whole dashboard in one picture: a window as tall as its content.
     const tall = await page.$eval('.dashboard', (el) => el.scrollHeight)
     await page.setViewportSize({ width: 1360, height: tall })
@@ -235,6 +242,7 @@ test('the dashboard fits a phone', async () => {
     assert.equal(await page.getAttribute('[data-period="7"]', 'aria-pressed'), 'true')
     const overflow = await page.evaluate(() => [...document.querySelectorAll('.dashboard *')].filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1).map((el) => el.className).slice(0, 5))
     assert.deepEqual(overflow, [], 'nothing sticks out on the right')
+    assert.deepEqual(await outOfCards(page), [])
     const columns = await page.$eval('.kpis', (el) => getComputedStyle(el).gridTemplateColumns.split(' ').length)
     assert.equal(columns, 2)
     assert.ok(await painted(page, 'canvas[data-chart="activity"]') > 500)

@@ -234,9 +234,9 @@ export class Dashboard {
       },
       options: { indexAxis: 'y', scales: { x: { stacked: true, beginAtZero: true }, y: { stacked: true, grid: { display: false } } } }
     }, { name: `by-${by}`, height: Math.max(130, 46 * llm.length + 60), describe: `Tokens by ${by}: ${llm.map((g) => `${g.label} ${g.input_tokens + g.output_tokens}`).join(', ')}` })
-    return card(title, 'Tokens, cost and time to first token of assistant answers.', chart,
+    return card(title, 'Tokens, cost and time to first token (p50 / p99) of assistant answers.', chart,
       h('table.data.compact', { 'data-breakdown': by },
-        h('thead', h('tr', h('th', by === 'model' ? 'Model' : 'Assistant'), h('th.n', 'Answers'), h('th.n', 'Tokens'), h('th.n', 'Cost'), h('th.n', 'First token p50 / p99'))),
+        h('thead', h('tr', h('th', by === 'model' ? 'Model' : 'Assistant'), h('th.n', 'Answers'), h('th.n', 'Tokens'), h('th.n', 'Cost'), h('th.n', { title: 'Time to first token, p50 / p99' }, 'First token'))),
         h('tbody', ...llm.map((g) => h('tr', { 'data-key': g.key },
           h('td', g.label), h('td.n', num(g.generations)), h('td.n', num(g.input_tokens + g.output_tokens)), h('td.n', money(g.cost)),
           h('td.n', millisPair(g.first_token_ms.p50, g.first_token_ms.p99)))))))
