@@ -99,6 +99,75 @@ export class RestClient {
   ask (id: string, name: string, body?: { text?: string; message_id?: string; parent_id?: string; client_id?: string }): Promise<AskAck>
   listStreams (id: string): Promise<{ items: any[] }>
   stopStream (id: string, streamId: string): Promise<{ status: 'stopping' | 'cancelled' }>
+  requestText (path: string): Promise<string>
+  search (query: SearchQuery): Promise<SearchResult>
+  searchQuery (query: SearchQuery): Promise<SearchResult>
+  parseSearch (q: string): Promise<ParsedQuery>
+  insights (id: string): Promise<SessionInsights>
+  analytics (query?: AnalyticsQuery): Promise<AnalyticsReport>
+  analyticsCsv (query?: AnalyticsQuery): Promise<string>
+  listTemplates (): Promise<{ items: Template[] }>
+  getTemplate (name: string): Promise<Template>
+  createSessionFromTemplate (body: { template: string; variables?: Record<string, string>; title?: string }): Promise<Session>
+}
+
+export interface SearchQuery {
+  q?: string | null; participant?: string | null; owner?: string | null; author?: string | null
+  tag?: string | null; assistant?: string | null; model?: string | null; status?: 'active' | 'archived' | null
+  from?: string | null; to?: string | null; kinds?: Array<'message' | 'title' | 'tag' | 'annotation'> | null
+  limit?: number; cursor?: string | null
+}
+export interface FacetValue { value: string; count: number }
+export interface SearchHit {
+  kind: 'message' | 'title' | 'tag' | 'annotation'; score: number
+  session: { id: string; title: string | null; status: string; tags: string[] }
+  message: { id: string; seq: number } | null; ref_id: string; author: string | null; created_at: string
+  snippet: { text: string; highlights: Array<[number, number]>; html: string }
+}
+export interface SearchResult {
+  query: SearchQuery; items: SearchHit[]; next_cursor: string | null; engine: string
+  facets: {
+    total: number; status: FacetValue[]; tag: FacetValue[]; participant: FacetValue[]; assistant: FacetValue[]; model: FacetValue[]
+    date: { from: string | null; to: string | null; days: Array<{ day: string; count: number }> }
+  }
+}
+export interface ParsedQuery { query: SearchQuery; method: 'rules' | 'llm'; notes: string[]; fallback: string | null }
+export interface SessionInsights {
+  session: string; analyzed: boolean; pending: boolean; keywords: any[]; topics: any[]
+  sentiment: { mean: number; points: number[]; change: number; messages: number; method: string }
+  intents: { counts: Record<string, number>; method: string }
+  messages: Array<{ id: string; seq: number; author: string; sentiment: number | null; sentiment_label: string | null; intent: string | null }>
+  [key: string]: any
+}
+export interface AnalyticsQuery {
+  scope?: 'tenant' | 'session' | 'user' | 'assistant' | 'model'; id?: string; from?: string; to?: string
+  by?: Array<'model' | 'assistant' | 'user' | 'session'>
+}
+export interface Percentiles { p50: number | null; p99: number | null }
+export interface AnalyticsCost { total: number; currency: string | null; priced_generations: number }
+export interface AnalyticsGroup {
+  key: string; label: string; messages: number; generations: number; input_tokens: number; output_tokens: number
+  cost: AnalyticsCost; first_token_ms: Percentiles
+}
+export interface AnalyticsReport {
+  scope: string; id: string | null; from: string | null; to: string | null; sessions_created: number
+  messages: number; messages_by_kind: Record<string, number>; active_users: number; sessions: number
+  llm: { generations: number; finished_ok: number; input_tokens: number; output_tokens: number; cost: AnalyticsCost; first_token_ms: Percentiles; total_ms: Percentiles }
+  human_response_seconds: Percentiles & { count: number }
+  engagement: { messages_per_user: number; messages_per_session: number; conversational_sessions: number }
+  sentiment: { mean: number; analysed_messages: number }; intents: Record<string, number>
+  quality: { score: number; parts: { tone: number; answered: number; assistant_ok: number; engagement: number } }
+  series: Array<{ day: string; messages: number; active_users: number; sessions: number; llm_tokens: number }>
+  breakdowns?: Partial<Record<'model' | 'assistant' | 'user' | 'session', AnalyticsGroup[]>>
+  truncated: boolean
+}
+export interface Template {
+  name: string; description: string; title: string; source: 'builtin' | 'tenant'
+  variables: Record<string, { description: string; default: string | null; required: boolean | null }>
+  tags: string[]; metadata: Record<string, unknown>
+  assistants: Array<{ name: string; provider: string; model: string; system_prompt: string; trigger: string; params: Record<string, unknown> }>
+  notes: Array<{ text: string; pin: boolean }>; annotations: Array<{ note: number; kind: string; body: string }>; document_notes: string
+  [key: string]: any
 }
 
 export class StreamAssembler {

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import {
-  ParleyClient, AuthError, NotFoundError, ForbiddenError, ValidationError, ConflictError
+  ParleyClient, RestClient, AuthError, NotFoundError, ForbiddenError, ValidationError, ConflictError
 } from '../src/sdk/index.js'
 import { startServer } from './support/server.js'
 
@@ -61,6 +61,37 @@ test('REST helpers: sessions, messages, participants, typed errors', async () =>
   await assert.rejects(bob.rest.deleteSession(s.id), (err) => err instanceof ForbiddenError && err.status === 403)
   const other = new ParleyClient({ url: server.url, token: 'not-a-token', WebSocket })
   await assert.rejects(other.rest.listSessions(), (err) => err instanceof AuthError && err.status === 401)
+})
+
+test('REST helpers for search, natural-language queries, analytics, insights and templates', async () => {
+  // A tenant of its own, so the other tests' sessions do not count.
+  const rest = new RestClient({ baseUrl: server.url, token: server.token('zoe', { tenant: 'intel', name: 'Zoe' }) })
+  const made = await rest.createSessionFromTemplate({ template: 'retrospective', variables: { period: 'Sprint 7' } })
+  assert.equal(made.title, 'Retrospective: Sprint 7')
+  assert.ok((await rest.listTemplates()).items.some((t) => t.name === 'retrospective' && t.source === 'builtin'))
+  assert.equal((await rest.getTemplate('retrospective')).variables.period.description.length > 0, true)
+  await assert.rejects(rest.createSessionFromTemplate({ template: 'retrospective' }), (err) => err instanceof ValidationError && err.details.some((d) => d.field === 'variables.period'))
+
+  const hits = await rest.search({ q: 'went well', kinds: ['message'] })
+  assert.equal(hits.items.length, 1)
+  assert.match(hits.items[0].snippet.html, /<mark>went<\/mark> <mark>well<\/mark>/)
+  assert.deepEqual(hits.query.kinds, ['message'])
+  const parsed = await rest.parseSearch('my conversations about sprints from today')
+  assert.equal(parsed.query.participant, 'zoe')
+  assert.ok(parsed.query.from)
+  const same = await rest.searchQuery({ ...parsed.query, q: 'sprint' })
+  assert.ok(same.items.every((h) => h.session.id === made.id))
+  await assert.rejects(rest.search({ q: '!!!' }), ValidationError)
+
+  const report = await rest.analytics({ scope: 'session', id: made.id, by: ['user'] })
+  assert.equal(report.messages, 4)
+  assert.deepEqual(report.breakdowns.user.map((g) => [g.key, g.label, g.messages]), [['zoe', 'Zoe', 4]])
+  const csv = await rest.analyticsCsv({ scope: 'session', id: made.id })
+  assert.match(csv, /^metric,value\n/)
+  assert.match(csv, /\nmessages,4\n/)
+  await assert.rejects(rest.analyticsCsv({ scope: 'planet' }), ValidationError)
+  const insights = await rest.insights(made.id)
+  assert.equal(insights.session, made.id)
 })
 
 test('a bad token fails connect with AuthError and does not reconnect', async () => {

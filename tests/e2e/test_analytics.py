@@ -135,3 +135,59 @@ async def test_analytics_per_scope_in_json_and_csv(intel: RunningServer) -> None
 async def _assistant_messages(h: httpx.AsyncClient, sid: str, count: int) -> bool:
     items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
     return sum(1 for m in items if m["author"].startswith("assistant.")) >= count
+
+
+async def test_breakdowns_and_daily_series(intel: RunningServer) -> None:
+    async with intel.http("alice") as alice, intel.http("bob") as bob:
+        sid = (await alice.post("/sessions", json={"title": "pricing"})).json()["id"]
+        quiet = (await bob.post("/sessions", json={"title": "notes"})).json()["id"]
+        r = await alice.post(
+            f"/sessions/{sid}/assistants",
+            json={"name": "Pricer", "trigger": "message", "params": {"reply": "It costs 5."}},
+        )
+        assert r.status_code == 201, r.text
+        assistant = r.json()
+        await alice.post(f"/sessions/{sid}/messages", json={"text": "What does it cost?"})
+        await wait_for(lambda: _assistant_messages(alice, sid, 1))
+        await bob.post(f"/sessions/{quiet}/messages", json={"text": "Only notes here"})
+
+        data = await report(alice, by="model,assistant,user,session,model")
+        groups = data["breakdowns"]
+        assert list(groups) == ["model", "assistant", "user", "session"]
+        (model,) = groups["model"]
+        assert model["key"] == assistant["model"]
+        assert model["generations"] == 1
+        assert model["messages"] == 1
+        assert model["output_tokens"] == data["llm"]["output_tokens"] > 0
+        assert model["first_token_ms"]["p50"] is not None
+        (by_assistant,) = groups["assistant"]
+        assert by_assistant["key"] == assistant["id"]
+        assert by_assistant["label"] == "Pricer"
+        assert by_assistant["cost"]["total"] == 0.0
+        users = {g["key"]: g for g in groups["user"]}
+        assert {k: g["messages"] for k, g in users.items()} == {"alice": 1, "bob": 1}
+        assert all(g["generations"] == 0 for g in users.values())
+        sessions = {g["key"]: g for g in groups["session"]}
+        assert {k: (g["label"], g["messages"]) for k, g in sessions.items()} == {
+            sid: ("pricing", 2),
+            quiet: ("notes", 1),
+        }
+        assert sum(d["sessions"] for d in data["series"]) >= 2
+        assert sum(d["llm_tokens"] for d in data["series"]) == (
+            data["llm"]["input_tokens"] + data["llm"]["output_tokens"]
+        )
+        assert "breakdowns" not in await report(alice)
+
+        r = await alice.get("/analytics", params={"format": "csv", "by": "assistant"})
+        rows = dict(csv.reader(io.StringIO(r.text)))
+        assert rows[f"breakdowns.assistant.{assistant['id']}.label"] == "Pricer"
+        assert rows[f"breakdowns.assistant.{assistant['id']}.generations"] == "1"
+        day = data["series"][0]["day"]
+        assert rows[f"series.{day}.messages"] == str(data["series"][0]["messages"])
+
+        r = await alice.get("/analytics", params={"by": "planet"})
+        assert r.status_code == 422
+        assert "unknown breakdown 'planet'" in r.json()["error"]["message"]
+
+    async with intel.http("eve", "evil") as eve:
+        assert (await report(eve, by="session,user"))["breakdowns"] == {"session": [], "user": []}

@@ -35,6 +35,8 @@ export class Conversation {
     this.doc = null
     /** @type {string|null} */
     this.editing = null
+    /** @type {string|null} the message a search hit opened the session at */
+    this.target = null
     /** @type {string|null} annotation thread in focus */
     this.focusAnn = null
     /** @type {{messageId: string, range: any, quote: string}|null} */
@@ -315,7 +317,7 @@ export class Conversation {
       mine && !m.deleted_at ? h('button.icon-btn.sm', { title: 'Delete', on: { click: () => this.remove(m) } }, icon('trash', 16)) : null
     )
     const threadCount = anns.filter((a) => !a.resolved).length
-    return h(`article.msg${mine ? '.mine' : ''}${isAssistant ? '.assistant' : ''}${grouped ? '.grouped' : ''}`, { 'data-id': m.id, 'data-author': m.author },
+    return h(`article.msg${mine ? '.mine' : ''}${isAssistant ? '.assistant' : ''}${grouped ? '.grouped' : ''}${this.target === m.id ? '.target' : ''}`, { 'data-id': m.id, 'data-author': m.author },
       h('div.msg-gutter', grouped ? null : avatar(who)),
       h('div.msg-main',
         grouped ? null : h('div.msg-head', h('span.msg-author', who.name), isAssistant ? h('span.badge.ai', 'AI') : null, h('time.muted.small', { datetime: m.created_at }, clockTime(m.created_at)), m.edited_at ? h('span.muted.small', '(edited)') : null),
@@ -398,6 +400,15 @@ export class Conversation {
     this.focusAnn = annId || null
     this.setTab('chat')
     setTimeout(() => this.messagesEl.querySelector(`[data-id="${messageId}"]`)?.scrollIntoView({ block: 'center', behavior: 'smooth' }))
+  }
+
+  /** Open at one message (a search hit): its branch, scrolled into view and marked. @param {string} messageId */
+  focusMessage (messageId) {
+    if (!this.tree.byId.has(messageId)) { toast('That message is no longer in this session.', 'error'); return }
+    this.target = messageId
+    this.revealMessage(messageId)
+    // After the chat tab's own scroll to the end (one frame later), not before it.
+    requestAnimationFrame(() => requestAnimationFrame(() => this.messagesEl.querySelector(`[data-id="${messageId}"]`)?.scrollIntoView({ block: 'center' })))
   }
 
   // Selection → annotation

@@ -4,6 +4,8 @@
 import { ParleyClient, AuthError } from '../sdk/index.js'
 import { h, fill, icon, avatar, shortTime, toast } from './dom.js'
 import { Conversation } from './conversation.js'
+import { newSessionDialog } from './new-session.js'
+import { SearchView } from './search.js'
 
 const TOKEN_KEY = 'parley.token'
 const root = /** @type {HTMLElement} */ (document.getElementById('app'))
@@ -54,10 +56,25 @@ class Workspace {
     this.tag = null
     /** @type {Conversation|null} */
     this.conversation = null
+    /** @type {{el: HTMLElement, destroy?: () => void}|null} the search or dashboard view */
+    this.view = null
+    this.viewName = ''
     this.list = h('nav.session-list', { 'aria-label': 'Sessions' })
     this.facets = h('div.facets')
-    this.search = /** @type {HTMLInputElement} */ (h('input.search-input', { type: 'search', placeholder: 'Search sessions', 'aria-label': 'Search sessions' }))
-    this.search.addEventListener('input', () => { this.query = this.search.value.trim().toLowerCase(); this.renderList() })
+    this.search = /** @type {HTMLInputElement} */ (h('input.search-input', { type: 'search', placeholder: 'Search sessions', 'aria-label': 'Search sessions', title: 'Filters the list; Enter searches every message' }))
+    this.searchHint = h('button.search-hint', { hidden: true, on: { click: () => { location.hash = `#/search?q=${encodeURIComponent(this.search.value.trim())}` } } }, icon('search', 13), 'Enter: search messages and comments too')
+    this.search.addEventListener('input', () => {
+      this.query = this.search.value.trim().toLowerCase()
+      this.searchHint.hidden = !this.query
+      this.renderList()
+    })
+    // Typing narrows the list by title and tag; Enter searches messages, comments and all.
+    this.search.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && this.search.value.trim()) location.hash = `#/search?q=${encodeURIComponent(this.search.value.trim())}`
+    })
+    this.nav = h('nav.app-nav', { 'aria-label': 'Workspace' },
+      h('a.nav-item', { href: '#/search', 'data-nav': 'search' }, icon('search', 16), 'Search'),
+      h('a.nav-item', { href: '#/dashboard', 'data-nav': 'dashboard' }, icon('chart', 16), 'Analytics'))
     this.main = h('main.main', this.emptyState())
     this.status_dot = h('span.conn-dot', { title: 'connection' })
     const user = client.user
@@ -67,8 +84,12 @@ class Workspace {
         h('button.icon-btn', { title: 'Sign out', 'aria-label': 'Sign out', on: { click: () => { localStorage.removeItem(TOKEN_KEY); client.close(); signInView() } } }, icon('logout'))
       ),
       h('div.me', avatar({ id: user.id, name: user.name, kind: user.kind }, 'sm'), h('span', user.name), h('span.muted.small', client.tenant)),
-      h('button.btn.primary.block.new-session', { on: { click: () => this.newSession() } }, icon('plus'), 'New session'),
+      h('div.new-row',
+        h('button.btn.primary.new-session', { on: { click: () => this.newSession() } }, icon('plus'), 'New session'),
+        h('button.btn.from-template', { title: 'New session from a template', 'data-action': 'from-template', on: { click: () => this.newSession('template') } }, icon('template', 16), 'Template')),
+      this.nav,
       h('div.search', icon('search', 16), this.search),
+      this.searchHint,
       this.facets,
       this.list
     )
@@ -117,57 +138,84 @@ class Workspace {
     if (!shown.length) this.list.appendChild(h('p.muted.empty-list', this.sessions.length ? 'No session matches.' : 'No sessions yet.'))
   }
 
-  async newSession () {
-    const title = /** @type {HTMLInputElement} */ (h('input.input', { placeholder: 'What is it about?', 'aria-label': 'Title' }))
-    const tags = /** @type {HTMLInputElement} */ (h('input.input', { placeholder: 'planning, research', 'aria-label': 'Tags' }))
-    const dialog = /** @type {HTMLDialogElement} */ (h('dialog.dialog',
-      h('form', { method: 'dialog' },
-        h('h3', 'New session'),
-        h('label.field-label', 'Title'), title,
-        h('label.field-label', 'Tags (comma separated)'), tags,
-        h('div.dialog-actions',
-          h('button.btn', { value: 'cancel', formnovalidate: true }, 'Cancel'),
-          h('button.btn.primary', { value: 'ok' }, 'Create')
-        )
-      )
-    ))
-    document.body.appendChild(dialog)
-    dialog.addEventListener('close', async () => {
-      dialog.remove()
-      if (dialog.returnValue !== 'ok') return
-      try {
-        const s = await this.client.rest.createSession({ title: title.value.trim() || 'Untitled', tags: tags.value.split(',').map((t) => t.trim()).filter(Boolean) })
-        await this.refresh()
-        location.hash = `#/s/${s.id}`
-      } catch (err) { toast(/** @type {Error} */ (err).message, 'error') }
-    })
-    dialog.showModal()
-    title.focus()
+  /** @param {'blank'|'template'} [mode] */
+  newSession (mode = 'blank') {
+    newSessionDialog(this.client, async (session) => {
+      await this.refresh()
+      location.hash = `#/s/${session.id}`
+    }, mode)
   }
 
+  /** `#/s/<id>[/m/<message>|/a/<annotation>]`, `#/search?q=`, `#/dashboard?period=&scope=&id=`. */
   async route () {
-    const m = location.hash.match(/^#\/s\/([\w-]+)/)
+    const [path, search] = location.hash.replace(/^#/, '').split('?')
+    const params = new URLSearchParams(search || '')
+    const m = path.match(/^\/s\/([\w-]+)(?:\/([ma])\/([\w.-]+))?/)
     const id = m ? m[1] : null
-    if (this.conversation?.sessionId === id) return
-    this.conversation?.destroy()
-    this.conversation = null
-    this.shell.classList.toggle('in-session', !!id)
+    const page = id ? 'session' : path === '/search' || path === '/dashboard' ? path.slice(1) : ''
+    for (const a of this.nav.querySelectorAll('.nav-item')) a.classList.toggle('active', /** @type {HTMLElement} */ (a).dataset.nav === page)
+    this.shell.classList.toggle('in-session', !!page)
+    if (page !== 'session') {
+      this.conversation?.destroy()
+      this.conversation = null
+    }
+    if (page === 'search' && this.viewName === 'search') {
+      const view = /** @type {SearchView} */ (/** @type {unknown} */ (this.view))
+      if ((params.get('q') || '') !== view.input.value) view.run(params.get('q') || '')
+      return
+    }
+    if (page === 'dashboard' && this.viewName === 'dashboard') return
+    this.view?.destroy?.()
+    this.view = null
+    this.viewName = ''
+    if (page === 'search') {
+      const view = new SearchView(this.client, params.get('q') || '')
+      this.showView('search', view)
+      this.search.value = ''
+      this.query = ''
+      this.searchHint.hidden = true
+      this.renderList()
+      await view.run(params.get('q') || '')
+      return
+    }
+    if (page === 'dashboard') {
+      // Chart.js stays out of the first load: the dashboard comes in its own chunk.
+      const { Dashboard } = await import('./dashboard.js')
+      const view = new Dashboard(this.client, params)
+      this.showView('dashboard', view)
+      await view.load()
+      return
+    }
     if (!id) {
       fill(this.main, this.emptyState())
       this.renderList()
       return
     }
-    this.conversation = new Conversation(this.client, id, {
-      onTitle: () => this.refresh(),
-      back: () => { location.hash = '' }
-    })
-    fill(this.main, this.conversation.el)
-    this.renderList()
-    try {
-      await this.conversation.load()
-    } catch (err) {
-      fill(this.main, h('div.empty-main', h('h2', 'This session could not be opened'), h('p.muted', /** @type {Error} */ (err).message)))
+    if (this.conversation?.sessionId !== id) {
+      this.conversation?.destroy()
+      this.conversation = new Conversation(this.client, id, {
+        onTitle: () => this.refresh(),
+        back: () => { location.hash = '' }
+      })
+      fill(this.main, this.conversation.el)
+      this.renderList()
+      try {
+        await this.conversation.load()
+      } catch (err) {
+        fill(this.main, h('div.empty-main', h('h2', 'This session could not be opened'), h('p.muted', /** @type {Error} */ (err).message)))
+        return
+      }
     }
+    if (m && m[2] === 'm') this.conversation?.focusMessage(m[3])
+    else if (m && m[2] === 'a') this.conversation?.openThread(m[3])
+  }
+
+  /** @param {string} name @param {{el: HTMLElement, destroy?: () => void}} view */
+  showView (name, view) {
+    this.view = view
+    this.viewName = name
+    fill(this.main, view.el)
+    this.renderList()
   }
 }
 

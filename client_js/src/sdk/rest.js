@@ -31,9 +31,39 @@ export class RestClient {
    * @param {{body?: unknown, headers?: Record<string, string>}} [options]
    */
   async request (method, path, { body, headers = {} } = {}) {
-    let res
+    const res = await this._send(method, path, { body, headers })
+    if (res.status === 204) return null
+    const text = await res.text()
+    let data = null
+    try { data = text ? JSON.parse(text) : null } catch { data = null }
+    if (!res.ok) {
+      throw errorFromServer(data?.error || { code: 'http_error', message: `HTTP ${res.status}` }, res.status)
+    }
+    return data
+  }
+
+  /**
+   * A GET whose answer is text (CSV), not JSON.
+   * @param {string} path below /api/v1
+   */
+  async requestText (path) {
+    const res = await this._send('GET', path, { headers: {} })
+    const text = await res.text()
+    if (!res.ok) {
+      let data = null
+      try { data = JSON.parse(text) } catch { data = null }
+      throw errorFromServer(data?.error || { code: 'http_error', message: `HTTP ${res.status}` }, res.status)
+    }
+    return text
+  }
+
+  /**
+   * @param {string} method @param {string} path
+   * @param {{body?: unknown, headers: Record<string, string>}} options
+   */
+  async _send (method, path, { body, headers }) {
     try {
-      res = await this._fetch(`${this.baseUrl}/api/v1${path}`, {
+      return await this._fetch(`${this.baseUrl}/api/v1${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.token}`,
@@ -45,14 +75,6 @@ export class RestClient {
     } catch (err) {
       throw new ConnectionError(`request to ${path} failed: ${/** @type {Error} */ (err).message}`)
     }
-    if (res.status === 204) return null
-    const text = await res.text()
-    let data = null
-    try { data = text ? JSON.parse(text) : null } catch { data = null }
-    if (!res.ok) {
-      throw errorFromServer(data?.error || { code: 'http_error', message: `HTTP ${res.status}` }, res.status)
-    }
-    return data
   }
 
   /** Who the token is: `{id, tenant, name, kind}`. */
@@ -127,4 +149,30 @@ export class RestClient {
   listStreams (id) { return this.request('GET', `/sessions/${enc(id)}/streams`) }
   /** @param {string} id @param {string} streamId */
   stopStream (id, streamId) { return this.request('POST', `/sessions/${enc(id)}/streams/${enc(streamId)}/stop`) }
+
+  // Search and intelligence (docs/intelligence.md)
+  /** Full-text search with filters and facets. @param {Record<string, any>} query */
+  search (query) { return this.request('GET', `/search${qs(lists(query))}`) }
+  /** The same with a structured query as the body (e.g. what parseSearch returned). @param {Record<string, any>} query */
+  searchQuery (query) { return this.request('POST', '/search', { body: query }) }
+  /** A sentence ("my conversations about AI from last week") as a structured query. @param {string} q */
+  parseSearch (q) { return this.request('POST', '/search/parse', { body: { q } }) }
+  /** @param {string} id */
+  insights (id) { return this.request('GET', `/sessions/${enc(id)}/insights`) }
+  /** @param {Record<string, any>} [query] scope, id, from, to, by (a list) */
+  analytics (query = {}) { return this.request('GET', `/analytics${qs(lists(query))}`) }
+  /** The same numbers as CSV text. @param {Record<string, any>} [query] */
+  analyticsCsv (query = {}) { return this.requestText(`/analytics${qs({ ...lists(query), format: 'csv' })}`) }
+
+  // Templates (docs/integrations.md)
+  listTemplates () { return this.request('GET', '/templates') }
+  /** @param {string} name */
+  getTemplate (name) { return this.request('GET', `/templates/${enc(name)}`) }
+  /** @param {{template: string, variables?: Record<string, string>, title?: string}} body */
+  createSessionFromTemplate (body) { return this.request('POST', '/sessions/from-template', { body }) }
+}
+
+/** Lists in a query string are comma separated. @param {Record<string, any>} query */
+function lists (query) {
+  return Object.fromEntries(Object.entries(query).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]))
 }

@@ -30,6 +30,8 @@ SCOPES: tuple[str, ...] = ("tenant", "session", "user", "assistant", "model")
 MAX_ROWS = 200_000
 MAX_GAP_SECONDS = 24 * 3600  # longer pauses are not "response times"
 OK_FINISH = ("stop", "tool_calls")
+BREAKDOWNS: tuple[str, ...] = ("model", "assistant", "user", "session")
+MAX_GROUPS = 50  # per breakdown, the groups with the most messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +136,9 @@ def compute(rows: list[Row]) -> dict[str, Any]:
     for r in rows:
         sessions[r.session_id].append(r)
     gens = [r for r in rows if "stream_id" in r.meta]
-    tokens_in = sum(int((r.meta.get("usage") or {}).get("input_tokens") or 0) for r in gens)
-    tokens_out = sum(int((r.meta.get("usage") or {}).get("output_tokens") or 0) for r in gens)
-    priced = [c for r in gens if isinstance(c := r.meta.get("cost"), dict)]
-    currencies = {str(c.get("currency")) for c in priced}
-    cost = {
-        "total": round(sum(float(c.get("total") or 0.0) for c in priced), 8),
-        "currency": currencies.pop() if len(currencies) == 1 else None,
-        "priced_generations": len(priced),
-    }
-    ttft = [
-        float(v)
-        for r in gens
-        if (v := (r.meta.get("latency") or {}).get("first_token_ms")) is not None
-    ]
+    tokens_in, tokens_out = _tokens(gens)
+    cost = _cost(gens)
+    ttft = _first_token_ms(gens)
     total_ms = [
         float(v) for r in gens if (v := (r.meta.get("latency") or {}).get("total_ms")) is not None
     ]
@@ -172,10 +163,15 @@ def compute(rows: list[Row]) -> dict[str, Any]:
     days: dict[str, dict[str, Any]] = {}
     for r in rows:
         day = iso(r.created_at)[:10]  # type: ignore[index]
-        d = days.setdefault(day, {"day": day, "messages": 0, "users": set()})
+        d = days.setdefault(
+            day, {"day": day, "messages": 0, "users": set(), "sessions": set(), "tokens": 0}
+        )
         d["messages"] += 1
+        d["sessions"].add(r.session_id)
         if r.kind != "assistant":
             d["users"].add(r.author_id)
+        if "stream_id" in r.meta:
+            d["tokens"] += sum(_tokens([r]))
     n_sessions = len(sessions)
     return {
         "messages": len(rows),
@@ -219,15 +215,112 @@ def compute(rows: list[Row]) -> dict[str, Any]:
             conversational_sessions=conversational,
         ),
         "series": [
-            {"day": d["day"], "messages": d["messages"], "active_users": len(d["users"])}
+            {
+                "day": d["day"],
+                "messages": d["messages"],
+                "active_users": len(d["users"]),
+                "sessions": len(d["sessions"]),
+                "llm_tokens": d["tokens"],
+            }
             for d in sorted(days.values(), key=lambda d: d["day"])
         ],
     }
 
 
+def _tokens(gens: list[Row]) -> tuple[int, int]:
+    """Input and output tokens of LLM answers, as the relay stored them."""
+    tokens_in = sum(int((r.meta.get("usage") or {}).get("input_tokens") or 0) for r in gens)
+    tokens_out = sum(int((r.meta.get("usage") or {}).get("output_tokens") or 0) for r in gens)
+    return tokens_in, tokens_out
+
+
+def _cost(gens: list[Row]) -> dict[str, Any]:
+    priced = [c for r in gens if isinstance(c := r.meta.get("cost"), dict)]
+    currencies = {str(c.get("currency")) for c in priced}
+    return {
+        "total": round(sum(float(c.get("total") or 0.0) for c in priced), 8),
+        "currency": currencies.pop() if len(currencies) == 1 else None,
+        "priced_generations": len(priced),
+    }
+
+
+def _first_token_ms(gens: list[Row]) -> list[float]:
+    return [
+        float(v)
+        for r in gens
+        if (v := (r.meta.get("latency") or {}).get("first_token_ms")) is not None
+    ]
+
+
+def _group_key(r: Row, by: str) -> str | None:
+    if by == "session":
+        return r.session_id
+    if by == "user":
+        return r.author_id if r.kind != "assistant" else None
+    if "stream_id" not in r.meta:
+        return None
+    value = r.meta.get("model" if by == "model" else "assistant")
+    return str(value) if value else None
+
+
+def breakdown(rows: list[Row], by: str) -> list[dict[str, Any]]:
+    """Messages and LLM usage per model, assistant (id), human or bot author, or session: the
+    ``MAX_GROUPS`` groups with the most messages, so a dashboard can compare them."""
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        key = _group_key(r, by)
+        if key is not None:
+            groups[key].append(r)
+    items: list[dict[str, Any]] = []
+    for key, group in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:MAX_GROUPS]:
+        gens = [r for r in group if "stream_id" in r.meta]
+        tokens_in, tokens_out = _tokens(gens)
+        ttft = _first_token_ms(gens)
+        items.append(
+            {
+                "key": key,
+                "label": key,
+                "messages": len(group),
+                "generations": len(gens),
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "cost": _cost(gens),
+                "first_token_ms": {
+                    "p50": quality.percentile(ttft, 50),
+                    "p99": quality.percentile(ttft, 99),
+                },
+            }
+        )
+    return items
+
+
+def label_groups(s: Session, p: Principal, by: str, items: list[dict[str, Any]]) -> None:
+    """Readable labels for breakdown keys: assistant and user names, session titles."""
+    keys = [i["key"] for i in items]
+    if not keys or by == "model":
+        return
+    if by == "assistant":
+        q = select(m.Assistant.id, m.Assistant.name).where(
+            m.Assistant.tenant_id == p.tenant_id, m.Assistant.id.in_(keys)
+        )
+    elif by == "user":
+        q = select(m.User.id, m.User.display_name).where(
+            m.User.tenant_id == p.tenant_id, m.User.id.in_(keys)
+        )
+    else:
+        q = select(m.Session.id, m.Session.title).where(
+            m.Session.tenant_id == p.tenant_id,
+            m.Session.id.in_(keys),
+            readable_sessions_filter(p),
+        )
+    names = {str(k): str(v) for k, v in s.execute(q).all() if v}
+    for item in items:
+        item["label"] = names.get(item["key"], item["key"])
+
+
 def to_csv(report: dict[str, Any]) -> str:
     """The report as ``metric,value`` rows (nested names joined by dots; the daily series as
-    ``series.<day>.<metric>``)."""
+    ``series.<day>.<metric>``, breakdowns as ``breakdowns.<by>.<key>.<metric>``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["metric", "value"])
@@ -238,10 +331,8 @@ def to_csv(report: dict[str, Any]) -> str:
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
         elif isinstance(value, list):
             for item in value:
-                day = item.get("day", "")
-                for k, v in item.items():
-                    if k != "day":
-                        writer.writerow([f"{prefix}.{day}.{k}", v])
+                name = item.get("day", item.get("key", ""))
+                walk(f"{prefix}.{name}", {k: v for k, v in item.items() if k not in ("day", "key")})
         else:
             writer.writerow([prefix, "" if value is None else value])
 
