@@ -18,6 +18,7 @@ from parley.intelligence.semantic.embedder import missing
 from tests.support import RunningServer, start_server
 
 FAST = {"analysis_debounce": 0.0, "analysis_poll_interval": 0.05}
+ON = {"semantic": True, **FAST}
 # The first test in a process loads PyTorch and the model (seconds on a busy machine).
 pytestmark = pytest.mark.timeout(240)
 
@@ -30,7 +31,7 @@ needs_extra = pytest.mark.skipif(
 async def intel(
     database_url: str, settings_factory: Callable[..., Settings]
 ) -> AsyncIterator[RunningServer]:
-    async with start_server(settings_factory(database_url=database_url, **FAST)) as running:
+    async with start_server(settings_factory(database_url=database_url, **ON)) as running:
         yield running
 
 
@@ -165,7 +166,7 @@ async def test_paraphrases_are_found_by_meaning_within_the_read_scope(
 async def test_embedding_runs_in_the_worker_and_follows_edits_and_deletes(
     database_url: str, settings_factory: Callable[..., Settings]
 ) -> None:
-    idle = settings_factory(database_url=database_url, analysis_worker=False, **FAST)
+    idle = settings_factory(database_url=database_url, analysis_worker=False, **ON)
     async with start_server(idle) as server, server.http("alice") as alice:
         sid = await session(alice, "card issue", [])
         message = await post(alice, sid, BILLING[0])

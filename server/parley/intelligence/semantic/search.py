@@ -27,11 +27,13 @@ from parley.storage import models as m
 
 E = m.Embedding
 D = m.SearchDoc
-# Cosines under this are not hits: all-MiniLM-L6-v2 puts unrelated chat lines around 0 to 0.2
-# and paraphrases of one request above 0.35 (measured on tests/data/semantic_labelled.jsonl).
+# Cosines under this are not hits. On tests/data/semantic_labelled.jsonl, a query's best text
+# in an unrelated session scores 0.12 in the median (7% reach 0.25), in a relevant one 0.57
+# (90% reach 0.35).
 MIN_SCORE = 0.25
 MAX_HITS = 1000  # hits ranked per query (paging and facets cover these)
 MAX_CANDIDATES = 100_000  # vectors read per query by the brute-force engine, newest first
+# Mean vectors of two unrelated sessions of that set: 0.16 in the median.
 RELATED_MIN_SCORE = 0.3
 SNIPPET_CHARS = 240
 
