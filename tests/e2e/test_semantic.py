@@ -12,9 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from parley.config import Settings
+from parley.governance.scoping import all_tenants
 from parley.intelligence.semantic.embedder import missing
+from parley.storage import models as m
+from tests.e2e.test_encryption import new_key
 from tests.support import RunningServer, start_server
 
 FAST = {"analysis_debounce": 0.0, "analysis_poll_interval": 0.05}
@@ -236,3 +241,25 @@ async def test_semantic_queries_are_validated(sqlite_server: RunningServer) -> N
         r = await alice.get("/search", params={"q": "x", "mode": "vibes"})
         assert r.status_code == 422
         assert r.json()["error"]["details"][0]["field"] == "mode"
+
+
+@needs_extra
+async def test_sealed_message_text_gets_no_vector_but_titles_do(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> None:
+    """As the keyword index: a vector of sealed text would give much of it away."""
+    sealed = settings_factory(
+        database_url=database_url, master_key=new_key(), analysis_worker=False, **ON
+    )
+    async with start_server(sealed) as server, server.http("alice") as alice:
+        sid = await session(alice, "Moving to the new office", BILLING)
+        assert await server.app.state.intelligence.worker.run_once() == 1
+
+        def kinds(s: Session) -> list[str]:
+            return sorted(s.scalars(select(m.Embedding.kind).where(m.Embedding.session_id == sid)))
+
+        stored = await server.app.state.db.read(all_tenants("test inspection", kinds))
+        assert stored == ["session", "title"]
+        assert (await semantic(alice, PARAPHRASE, kinds="message"))["items"] == []
+        hits = (await semantic(alice, "relocating to another workplace"))["items"]
+        assert [(i["kind"], i["session"]["id"]) for i in hits] == [("title", sid)]

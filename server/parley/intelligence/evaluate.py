@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         for subset in ("all", "no_shared_words"):
             if method in retrieval:
                 r = retrieval[method][subset]
-                cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items())
+                cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "misses")
                 print(f"{'':18}{method:9}{subset:16} {cells}")
     if "semantic" not in retrieval:
         print(f"{'':18}semantic: not measured ({embedder.missing()})")

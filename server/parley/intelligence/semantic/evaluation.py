@@ -101,8 +101,11 @@ def _shares_words(q: str, texts: list[str]) -> bool:
 
 
 def scores(rank: Ranker, queries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recall@k and MRR; ``misses`` lists the queries whose first relevant session is not
+    first (with what came first), for ``--json``."""
     recall = dict.fromkeys(KS, 0.0)
     rr = 0.0
+    misses = []
     for item in queries:
         ranked = rank(item["query"])
         relevant = set(item["relevant"])
@@ -110,9 +113,12 @@ def scores(rank: Ranker, queries: list[dict[str, Any]]) -> dict[str, Any]:
             recall[k] += len(relevant & set(ranked[:k])) / len(relevant)
         first = next((i for i, sid in enumerate(ranked) if sid in relevant), None)
         rr += 0.0 if first is None else 1.0 / (first + 1)
+        if first != 0:
+            misses.append({"query": item["query"], "rank": first, "ranked": ranked[:3]})
     n = len(queries) or 1
     out: dict[str, Any] = {f"recall@{k}": round(recall[k] / n, 4) for k in KS}
     out["mrr"] = round(rr / n, 4)
+    out["misses"] = misses
     return out
 
 

@@ -32,7 +32,7 @@ D = m.SearchDoc
 # (90% reach 0.35).
 MIN_SCORE = 0.25
 MAX_HITS = 1000  # hits ranked per query (paging and facets cover these)
-MAX_CANDIDATES = 100_000  # vectors read per query by the brute-force engine, newest first
+MAX_CANDIDATES = 50_000  # vectors read per query by the brute-force engine, newest first
 # Mean vectors of two unrelated sessions of that set: 0.16 in the median.
 RELATED_MIN_SCORE = 0.3
 SNIPPET_CHARS = 240
