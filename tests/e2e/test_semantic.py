@@ -263,3 +263,23 @@ async def test_sealed_message_text_gets_no_vector_but_titles_do(
         assert (await semantic(alice, PARAPHRASE, kinds="message"))["items"] == []
         hits = (await semantic(alice, "relocating to another workplace"))["items"]
         assert [(i["kind"], i["session"]["id"]) for i in hits] == [("title", sid)]
+
+
+async def test_a_missing_module_makes_semantic_search_unavailable(
+    sqlite_url: str, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path of a server installed without the extra: it starts, and says what to install."""
+    from parley.intelligence.semantic import embedder
+
+    monkeypatch.setattr(embedder, "_MODULES", ("parley_no_such_module",))
+    settings = settings_factory(database_url=sqlite_url, **ON)
+    async with start_server(settings) as server, server.http("alice") as alice:
+        sid = await session(alice, "card issue", BILLING)
+        await settled(alice, sid)
+        r = await alice.get("/search", params={"q": PARAPHRASE, "mode": "semantic"})
+        assert r.status_code == 501
+        error = r.json()["error"]
+        assert error["code"] == "semantic_unavailable"
+        assert "parley_no_such_module" in error["message"]
+        assert "parley[semantic]" in error["message"]
+        assert (await alice.get(f"/sessions/{sid}/related")).json()["method"] == "tfidf"

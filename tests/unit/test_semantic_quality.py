@@ -12,6 +12,8 @@ import pytest
 from parley.intelligence.semantic import embedder, evaluation
 
 DATA = Path(__file__).parent.parent / "data" / "semantic_labelled.jsonl"
+# The module's fixture loads PyTorch and the model when the extra is installed.
+pytestmark = pytest.mark.timeout(300)
 needs_extra = pytest.mark.skipif(
     embedder.missing() is not None, reason=f"the semantic extra: {embedder.missing()}"
 )
@@ -36,7 +38,6 @@ def test_keyword_and_tfidf_floors(measured: dict[str, Any]) -> None:
 
 
 @needs_extra
-@pytest.mark.timeout(300)  # loads PyTorch and the model
 def test_semantic_floors(measured: dict[str, Any]) -> None:
     semantic = measured["semantic"]
     assert semantic["all"]["recall@3"] >= 0.90
