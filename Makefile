@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+## The dev and test install includes the optional `semantic` extra, so the tests exercise it.
+## PyTorch's CPU build is pinned and installed first: left to resolve it, sentence-transformers
+## would pull a CUDA build of several GB. `make serve` needs neither.
 $(DEVSTAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,semantic]'
 	touch $@ $(STAMP)
 
 install: $(STAMP)

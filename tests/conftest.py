@@ -97,6 +97,9 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
             "log_level": "warning",
             # Any query on tenant-owned rows without a tenant filter fails the test.
             "tenant_guard": "raise",
+            # Embeddings load PyTorch and a model (seconds of CPU) in whichever test first
+            # analyses a session; the tests of semantic search turn them on themselves.
+            "semantic": False,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

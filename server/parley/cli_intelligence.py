@@ -13,6 +13,7 @@ from parley.config import Settings
 from parley.governance import crypto
 from parley.hub.hub import Hub
 from parley.intelligence import jobs
+from parley.intelligence.semantic.service import Semantic
 from parley.intelligence.worker import AnalysisWorker
 from parley.logging import configure_logging
 from parley.storage.database import Database
@@ -55,6 +56,7 @@ async def _run_worker(settings: Settings) -> None:
         debounce=settings.analysis_debounce,
         max_delay=settings.analysis_max_delay,
         lease=settings.analysis_lease,
+        semantic=Semantic(settings, db),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

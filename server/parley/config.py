@@ -273,6 +273,11 @@ class Settings(BaseSettings):
     analysis_lease: float = Field(
         120.0, gt=0, description="Seconds a claimed job stays claimed before others may retry it."
     )
+    semantic: bool = Field(
+        True,
+        description="Semantic search and related sessions by embeddings, when the optional"
+        " `semantic` extra is installed; false turns them off (related sessions use TF-IDF).",
+    )
     intelligence_llm_provider: (
         Literal["openai", "openai_responses", "anthropic", "openai_compatible", "scripted"] | None
     ) = Field(

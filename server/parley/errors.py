@@ -67,6 +67,9 @@ class ErrorCode(StrEnum):
     EXPIRED = "expired"
     REVOKED = "revoked"
     USED_UP = "used_up"
+    # Conversation intelligence: semantic search asked of a server without the ``semantic``
+    # extra (or with it turned off by PARLEY_SEMANTIC=false).
+    SEMANTIC_UNAVAILABLE = "semantic_unavailable"
 
 
 class CloseCode(IntEnum):
@@ -183,6 +186,13 @@ class UploadTooLarge(ParleyError):
 
     code = ErrorCode.UPLOAD_TOO_LARGE
     status = 413
+
+
+class SemanticUnavailable(ParleyError):
+    """Semantic search is not installed or turned off on this server (it is optional)."""
+
+    code = ErrorCode.SEMANTIC_UNAVAILABLE
+    status = 501
 
 
 class QuotaExceeded(ParleyError):

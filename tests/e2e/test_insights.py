@@ -307,6 +307,8 @@ async def test_a_separate_worker_process_analyses_what_serving_processes_queued(
         "PARLEY_ANALYSIS_DEBOUNCE": "0",
         "PARLEY_ANALYSIS_POLL_INTERVAL": "0.05",
         "PARLEY_LOG_LEVEL": "warning",
+        # As in every test but the semantic ones (conftest): no PyTorch to load in the worker.
+        "PARLEY_SEMANTIC": "false",
     }
     cli = [sys.executable, "-m", "parley.cli", "analysis"]
     idle = settings_factory(database_url=database_url, analysis_worker=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from parley.intelligence import evaluate, quality, snippets, textquery
 
 DATA = Path(__file__).parent.parent / "data"
@@ -30,10 +32,11 @@ def test_nlquery_exact_match_floors() -> None:
     assert evaluate.nlquery_exact_match(DATA / "nlquery_heldout.jsonl")["exact_match"] >= 0.80
 
 
+@pytest.mark.timeout(300)  # with the semantic extra, it loads PyTorch and the model
 def test_evaluate_prints_every_set(capsys: object) -> None:
     assert evaluate.main(["--data", str(DATA)]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
-    for name in ("sentiment", "intent_heldout", "nlquery_heldout"):
+    for name in ("sentiment", "intent_heldout", "nlquery_heldout", "retrieval", "tfidf"):
         assert name in out
 
 

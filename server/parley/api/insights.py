@@ -80,12 +80,15 @@ async def get_insights(request: Request) -> Response:
 
 @api
 async def get_related(request: Request) -> Response:
-    """Sessions like this one (``?limit=``, default 10), with the terms they share."""
+    """Sessions like this one (``?limit=``, default 10), with the terms they share: by meaning
+    with the semantic extra, by TF-IDF otherwise (``method`` says which)."""
     p = await principal(request)
     db: Database = request.app.state.db
     sid = request.path_params["session_id"]
     limit = int_param(request, "limit", 10, lo=1, hi=50) or 10
-    return JSONResponse(await db.read(lambda s: related_sessions(s, p, sid, limit)))
+    semantic = _intel(request).semantic
+    by_meaning = (semantic.model, semantic.dims) if semantic.available else None
+    return JSONResponse(await db.read(lambda s: related_sessions(s, p, sid, limit, by_meaning)))
 
 
 async def _decide(request: Request, accept: bool) -> Response:

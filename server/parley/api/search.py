@@ -1,4 +1,5 @@
-"""``/api/v1/search``: full-text search with facets, and ``/search/parse`` for sentences."""
+"""``/api/v1/search``: full-text (or with ``mode=semantic``, by meaning) search with facets,
+and ``/search/parse`` for sentences."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from starlette.responses import Response
 
 from parley.api.common import JSONResponse, api, body, principal, resource
 from parley.errors import InvalidRequest
+from parley.governance.auth import Principal
 from parley.ids import utcnow
 from parley.intelligence import nlparse
 from parley.intelligence.search import SearchQuery, search
+from parley.intelligence.wiring import Intelligence
 from parley.storage.database import Database
 
 _PARAMS = [
@@ -29,6 +32,7 @@ _PARAMS = [
     "limit",
     "cursor",
     "kinds",
+    "mode",
 ]
 
 
@@ -57,9 +61,37 @@ def _query_from_params(request: Request) -> SearchQuery:
 async def _run(request: Request, query: SearchQuery) -> Response:
     p = await principal(request)
     db: Database = request.app.state.db
-    backend = request.app.state.intelligence.search
+    intel: Intelligence = request.app.state.intelligence
+    backend = intel.search
+    if query.mode == "semantic":
+        return JSONResponse(await _semantic(db, intel, p, query))
     result = await db.read(lambda s: search(s, p, query, backend))
     return JSONResponse(result)
+
+
+async def _semantic(
+    db: Database, intel: Intelligence, p: Principal, query: SearchQuery
+) -> dict[str, Any]:
+    """``mode=semantic``: 501 ``semantic_unavailable`` without the extra; the query is embedded
+    in a thread, then ranked within the caller's read scope."""
+    semantic = intel.semantic
+    semantic.require()
+    from parley.intelligence.semantic.search import semantic_search
+
+    qvec = await semantic.embed_query(query.q)
+    engine = await semantic.engine()
+    return await db.read(
+        lambda s: semantic_search(
+            s,
+            p,
+            query,
+            qvec,
+            intel.search,
+            model=semantic.model,
+            dims=semantic.dims,
+            engine=engine,
+        )
+    )
 
 
 @api

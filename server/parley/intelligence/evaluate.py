@@ -7,7 +7,9 @@
   (written after the rules were frozen, never used to change them);
 * nlquery: exact-match rate of the parsed filters (every field equal, nothing extra) on
   nlquery_labelled.jsonl and nlquery_heldout.jsonl, with relative dates resolved against
-  ``NOW`` for user ``ME``.
+  ``NOW`` for user ``ME``;
+* retrieval: recall@k and MRR of keyword search, TF-IDF and (with the ``semantic`` extra)
+  embeddings on semantic_labelled.jsonl (``semantic.evaluation``).
 
 The tests in ``tests/unit/test_intelligence_quality.py`` assert floors a little under these.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from parley.intelligence import intent, nlquery, sentiment
+from parley.intelligence.semantic import embedder, evaluation
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a Wednesday
 ME = "alice"
@@ -91,6 +94,9 @@ def evaluate(data: Path) -> dict[str, Any]:
         "intent_heldout": intent_accuracy(data / "intent_heldout.jsonl"),
         "nlquery": nlquery_exact_match(data / "nlquery_labelled.jsonl"),
         "nlquery_heldout": nlquery_exact_match(data / "nlquery_heldout.jsonl"),
+        "retrieval": evaluation.evaluate(
+            data / "semantic_labelled.jsonl", with_semantic=embedder.missing() is None
+        ),
     }
 
 
@@ -103,12 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    retrieval = result.pop("retrieval")
     for name, r in result.items():
         score = r.get("accuracy", r.get("exact_match"))
         metric = "accuracy" if "accuracy" in r else "exact match"
         print(f"{name:16} n={r['n']:4}  {metric} {score:.3f}")
         for key, value in (r.get("per_label") or r.get("per_field") or {}).items():
             print(f"{'':18}{key:14} {value:.3f}")
+    print(
+        f"retrieval        n={retrieval['n']:4}  ({retrieval['n_no_shared_words']} share no word"
+        f" with their sessions; {retrieval['sessions']} sessions)"
+    )
+    for method in ("keyword", "tfidf", "semantic"):
+        for subset in ("all", "no_shared_words"):
+            if method in retrieval:
+                r = retrieval[method][subset]
+                cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if k != "misses")
+                print(f"{'':18}{method:9}{subset:16} {cells}")
+    if "semantic" not in retrieval:
+        print(f"{'':18}semantic: not measured ({embedder.missing()})")
     return 0
 
 

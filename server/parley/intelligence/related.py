@@ -18,9 +18,27 @@ from parley.storage import models as m
 MAX_CANDIDATES = 5000
 
 
-def related_sessions(s: Session, p: Principal, session_id: str, limit: int) -> dict[str, Any]:
-    """``{"session", "method", "items": [{"session", "score", "shared_terms"}]}``."""
+def related_sessions(
+    s: Session,
+    p: Principal,
+    session_id: str,
+    limit: int,
+    semantic: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """``{"session", "method", "items": [{"session", "score", "shared_terms"}]}``.
+
+    With ``semantic`` (the model's name and dimensions: the extra is installed and on), the
+    sessions nearest by their mean embedding, if this session has one yet; TF-IDF otherwise.
+    ``method`` says which ranked the items."""
     session_row(s, p, session_id)
+    found: list[dict[str, Any]] | None = None
+    if semantic is not None:
+        from parley.intelligence.semantic import search as semantic_search
+
+        found = semantic_search.related(
+            s, p, session_id, limit, model=semantic[0], dims=semantic[1]
+        )
+    method = "tfidf" if found is None else "semantic"
     insight = s.scalar(
         select(m.SessionInsight).where(
             m.SessionInsight.tenant_id == p.tenant_id, m.SessionInsight.session_id == session_id
@@ -40,9 +58,11 @@ def related_sessions(s: Session, p: Principal, session_id: str, limit: int) -> d
             .limit(2000)
         )
         target = kw.top_terms(kw.term_counts(texts))
+    candidates = select(m.SessionInsight.session_id, m.SessionInsight.terms)
+    if found is not None:  # only the terms that explain the matches
+        candidates = candidates.where(m.SessionInsight.session_id.in_([f["id"] for f in found]))
     rows = s.execute(
-        select(m.SessionInsight.session_id, m.SessionInsight.terms)
-        .join(
+        candidates.join(
             m.Session,
             (m.Session.id == m.SessionInsight.session_id)
             & (m.Session.tenant_id == m.SessionInsight.tenant_id),
@@ -51,7 +71,12 @@ def related_sessions(s: Session, p: Principal, session_id: str, limit: int) -> d
         .order_by(m.SessionInsight.analyzed_at.desc())
         .limit(MAX_CANDIDATES)
     ).all()
-    found = tfidf.related(target, dict(rows), limit=limit)
+    terms: dict[str, dict[str, int]] = {r[0]: r[1] for r in rows}
+    if found is None:
+        found = tfidf.related(target, terms, limit=limit)
+    else:
+        for f in found:
+            f["shared_terms"] = tfidf.shared(target, terms.get(f["id"], {}))
     ids = [f["id"] for f in found]
     sessions = {
         r.id: r
@@ -62,7 +87,7 @@ def related_sessions(s: Session, p: Principal, session_id: str, limit: int) -> d
     tags = tags_of(s, ids, p.tenant_id)
     return {
         "session": session_id,
-        "method": "tfidf",
+        "method": method,
         "items": [
             {
                 "session": {

@@ -45,3 +45,9 @@ def related(
             out.append({"id": sid, "score": round(score, 4), "shared_terms": top})
     out.sort(key=lambda r: (-r["score"], r["id"]))
     return out[:limit]
+
+
+def shared(a: Mapping[str, int], b: Mapping[str, int], top: int = 5) -> list[str]:
+    """The terms two sessions share, most used first (explains a match found another way)."""
+    both = a.keys() & b.keys()
+    return sorted(both, key=lambda t: (-min(a[t], b[t]), t))[:top]

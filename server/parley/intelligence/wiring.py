@@ -5,6 +5,7 @@ from __future__ import annotations
 from parley.config import Settings
 from parley.intelligence.llm import Llm
 from parley.intelligence.search import SearchBackend, backend_for
+from parley.intelligence.semantic.service import Semantic
 from parley.intelligence.summaries import Summaries
 from parley.intelligence.worker import AnalysisWorker
 from parley.relay.registry import ProviderRegistry
@@ -13,7 +14,8 @@ from parley.storage.database import Database
 
 
 class Intelligence:
-    """Search backend, LLM, summaries and (when enabled) the analysis worker of a process."""
+    """Search backend, semantic search, LLM, summaries and (when enabled) the analysis worker
+    of a process."""
 
     def __init__(
         self, settings: Settings, db: Database, publisher: Publisher, registry: ProviderRegistry
@@ -21,6 +23,7 @@ class Intelligence:
         self.search: SearchBackend = backend_for(db.is_sqlite)
         self.llm = Llm(settings, registry)
         self.summaries = Summaries(db, self.llm)
+        self.semantic = Semantic(settings, db)
         self.worker = AnalysisWorker(
             db,
             publisher,
@@ -28,6 +31,7 @@ class Intelligence:
             debounce=settings.analysis_debounce,
             max_delay=settings.analysis_max_delay,
             lease=settings.analysis_lease,
+            semantic=self.semantic,
         )
         self.run_worker = settings.analysis_worker
 

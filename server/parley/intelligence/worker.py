@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -13,6 +14,8 @@ import structlog
 from parley import metrics
 from parley.governance.scoping import all_tenants
 from parley.intelligence import analysis, jobs
+from parley.intelligence.semantic import store as embeddings
+from parley.intelligence.semantic.service import PGVECTOR, Semantic
 from parley.sessions.service import Publisher
 from parley.storage.database import Database
 
@@ -34,6 +37,7 @@ class AnalysisWorker:
         debounce: float = 2.0,
         max_delay: float = 30.0,
         lease: float = 120.0,
+        semantic: Semantic | None = None,
     ) -> None:
         self.db = db
         self.publisher = publisher
@@ -41,19 +45,33 @@ class AnalysisWorker:
         self.debounce = debounce
         self.max_delay = max_delay
         self.lease = lease
+        # Embeddings are part of the analysis when the extra is installed and on.
+        self.semantic = semantic if semantic is not None and semantic.available else None
         self.name = "w-" + secrets.token_hex(6)
         self._task: asyncio.Task[None] | None = None
+        self._warm: asyncio.Task[None] | None = None
         self.analysed = 0  # sessions analysed by this worker (tests and status)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="parley-analysis")
+        if self.semantic is not None:
+            # Loading the model takes seconds: start now, so the first job waits less for it.
+            self._warm = asyncio.create_task(self._load_model(self.semantic), name="parley-model")
+
+    @staticmethod
+    async def _load_model(semantic: Semantic) -> None:
+        try:
+            await asyncio.to_thread(semantic.embedder)
+        except Exception:  # the first job that needs it retries, and fails visibly
+            log.exception("loading the embedding model failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._warm):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._warm = None
 
     async def run_once(self) -> int:
         """Claim and analyse what is due now; return how many sessions were analysed."""
@@ -77,6 +95,25 @@ class AnalysisWorker:
             await self._analyse(job)
         return len(claims)
 
+    async def _embed(self, job: jobs.Claim) -> Callable[[Any], None] | None:
+        """Embed the session's new and changed texts (in a thread); return the write that stores
+        them with the rest of the analysis, or None when there is nothing to write."""
+        semantic = self.semantic
+        if semantic is None:
+            return None
+        from parley.intelligence.semantic import indexer
+
+        model = semantic.model
+        pending = await self.db.read(
+            all_tenants(QUEUE, lambda s: embeddings.load(s, job.tenant_id, job.session_id, model))
+        )
+        pgvector = await semantic.engine() == PGVECTOR
+        embedder = await asyncio.to_thread(semantic.embedder)
+        done = await asyncio.to_thread(indexer.compute, pending, embedder, pgvector=pgvector)
+        if done is None:
+            return None
+        return lambda s: embeddings.save(s, pending, done, dims=embedder.dims, pgvector=pgvector)
+
     async def _run(self) -> None:
         while True:
             try:
@@ -98,9 +135,12 @@ class AnalysisWorker:
                 await self.db.write(all_tenants(QUEUE, lambda s: jobs.drop(s, job.session_id)))
                 return
             result = await asyncio.to_thread(analysis.compute, loaded)
+            embed = await self._embed(job)
 
             def save(s: Any) -> list[dict[str, Any]]:
                 frames = analysis.store(s, loaded, result)
+                if embed is not None:
+                    embed(s)
                 jobs.finish(s, job, self.name)
                 return frames
 

@@ -299,6 +299,33 @@ class SessionInsight(Base):
     __table_args__ = (ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),)
 
 
+class Embedding(Base):
+    """A sentence embedding of a message, a session title, or a whole session (the normalized
+    mean of the others), written by the analysis worker when the ``semantic`` extra is installed.
+
+    ``ref_id`` is the message id (kind ``message``) or the session id (``title``, ``session``).
+    ``vector`` holds ``dims`` float32 values, little-endian, unit length. ``text_hash`` is the
+    hash of the embedded text, so unchanged text is never embedded twice. On PostgreSQL with
+    the pgvector extension, migration 0010 adds a ``pgv vector`` column with the same values
+    (not mapped here: ``semantic.store`` writes and queries it).
+    """
+
+    __tablename__ = "embeddings"
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ref_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(200))
+    dims: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    text_hash: Mapped[str] = mapped_column(String(32))
+    embedded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
+        Index("ix_embeddings_tenant_id_model_kind", "tenant_id", "model", "kind"),
+    )
+
+
 class SessionSummary(Base):
     """A summary of messages ``from_seq < seq <= to_seq`` and what produced it."""
 

@@ -32,6 +32,10 @@ class SearchQuery(BaseModel):
     kinds: Annotated[list[Kind], Field(max_length=4)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, StringConstraints(max_length=32)] | None = None
+    mode: Literal["keyword", "semantic"] = Field(
+        "keyword",
+        description="keyword: full-text matching; semantic: by meaning (needs the semantic extra)",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> SearchQuery:
@@ -42,6 +46,8 @@ class SearchQuery(BaseModel):
             self.to = self.to.astimezone(UTC)
         if self.from_ is not None and self.to is not None and self.from_ > self.to:
             raise ValueError("from must not be after to")
+        if self.mode == "semantic" and not self.q.strip():
+            raise ValueError("semantic search needs q (the text to search for by meaning)")
         return self
 
     def filters(self) -> dict[str, object]:
