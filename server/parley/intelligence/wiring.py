@@ -36,8 +36,10 @@ class Intelligence:
         self.run_worker = settings.analysis_worker
 
     async def start(self) -> None:
+        self.semantic.start()
         if self.run_worker:
             await self.worker.start()
 
     async def stop(self) -> None:
         await self.worker.stop()
+        await self.semantic.stop()

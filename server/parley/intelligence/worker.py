@@ -49,29 +49,17 @@ class AnalysisWorker:
         self.semantic = semantic if semantic is not None and semantic.available else None
         self.name = "w-" + secrets.token_hex(6)
         self._task: asyncio.Task[None] | None = None
-        self._warm: asyncio.Task[None] | None = None
         self.analysed = 0  # sessions analysed by this worker (tests and status)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="parley-analysis")
-        if self.semantic is not None:
-            # Loading the model takes seconds: start now, so the first job waits less for it.
-            self._warm = asyncio.create_task(self._load_model(self.semantic), name="parley-model")
-
-    @staticmethod
-    async def _load_model(semantic: Semantic) -> None:
-        try:
-            await asyncio.to_thread(semantic.embedder)
-        except Exception:  # the first job that needs it retries, and fails visibly
-            log.exception("loading the embedding model failed")
 
     async def stop(self) -> None:
-        for task in (self._task, self._warm):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._warm = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
 
     async def run_once(self) -> int:
         """Claim and analyse what is due now; return how many sessions were analysed."""

@@ -4,6 +4,7 @@ on), the embedder (loaded on first use), and which engine ranks (pgvector or Num
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import structlog
@@ -34,8 +35,34 @@ class Semantic:
             else emb.missing()
         )
         self._engine: str | None = None
+        self._warm: asyncio.Task[None] | None = None
         if self.unavailable is not None:
             log.info("semantic search unavailable", reason=self.unavailable)
+
+    def start(self) -> None:
+        """Load the model in the background now: it takes seconds, and every process may be
+        asked a semantic query (not only those that run the analysis worker)."""
+        if self.available and self._warm is None:
+            self._warm = asyncio.create_task(self._load(), name="parley-model")
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(self.embedder)
+            log.info("embedding model loaded", model=self.model)
+        except Exception:  # the first query or job that needs it tries again, and fails visibly
+            log.exception("loading the embedding model failed")
+
+    async def ready(self) -> None:
+        """Wait until the start-up load has finished (loaded or failed)."""
+        if self._warm is not None:
+            await asyncio.shield(self._warm)
+
+    async def stop(self) -> None:
+        if self._warm is not None:
+            self._warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warm
+            self._warm = None
 
     @property
     def available(self) -> bool:
