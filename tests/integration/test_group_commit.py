@@ -65,7 +65,8 @@ async def test_a_failing_unit_is_rolled_back_alone(db: Database) -> None:
 
     outcomes = await _queued_behind_a_blocker(db, units)
 
-    assert outcomes[0] == "t1" and outcomes[2] == "t2"
+    assert outcomes[0] == "t1"
+    assert outcomes[2] == "t2"
     assert isinstance(outcomes[1], IntegrityError)
     stored = await db.read(lambda s: sorted(s.scalars(select(m.Tenant.id)).all()))
     assert stored == ["t1", "t2", "taken"]
@@ -79,7 +80,8 @@ async def test_a_unit_that_raises_after_writing_leaves_nothing(db: Database) -> 
 
     outcomes = await _queued_behind_a_blocker(db, [half_done, _add_tenant("whole")])
 
-    assert isinstance(outcomes[0], ValueError) and outcomes[1] == "whole"
+    assert isinstance(outcomes[0], ValueError)
+    assert outcomes[1] == "whole"
     stored = await db.read(lambda s: sorted(s.scalars(select(m.Tenant.id)).all()))
     assert stored == ["whole"]
 

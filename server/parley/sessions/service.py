@@ -27,6 +27,7 @@ from parley.sessions.queries import (
     message_by_client_id,
     message_row,
     new_event,
+    readable_last_seq,
     readable_sessions_filter,
     session_access,
     session_row,
@@ -362,7 +363,7 @@ class SessionService:
 
     async def last_seq(self, p: Principal, session_id: str) -> int:
         """The newest ``seq`` of a session the caller may read."""
-        return await self.db.read(lambda s: session_row(s, p, session_id).last_seq)
+        return await self.db.read(lambda s: readable_last_seq(s, p, session_id)[0])
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -707,7 +708,7 @@ class SessionService:
 
     async def access_of(self, p: Principal, session_id: str) -> Access:
         """The caller's access to a session they may read (else ``NotFound``)."""
-        return await self.db.read(lambda s: session_access(s, p, session_id)[1])
+        return await self.db.read(lambda s: readable_last_seq(s, p, session_id)[1])
 
     async def _access_changed(self, tenant_id: str, session_id: str, user_id: str | None) -> None:
         for listener in self.access_listeners:
