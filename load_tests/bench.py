@@ -18,8 +18,10 @@ Scenarios (no scenario named: the standard set, as `make bench` runs it):
   reconnect     a storm of 5,000 clients reconnecting at once with since_seq: time to resume,
                 events lost or duplicated
   redis         two Parley hubs on one database and a Redis broker (Parley only)
-  llm           LLM stream fan-out (not in the harness yet: see load_tests/relay_fanout.py)
-  crdt          CRDT document merge (not in the harness yet: see load_tests/crdt_merge.py)
+  llm           LLM stream fan-out: a 2,000-token answer (scripted provider) to 1 and 100
+                watchers, server CPU per token and per watcher (runs load_tests/relay_fanout.py)
+  crdt          CRDT document merge: updates/s through the server against pycrdt's own
+                apply_update rate (runs load_tests/crdt_merge.py)
 
 Examples:
 
@@ -35,6 +37,8 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
+import subprocess
 import sys
 import time
 import traceback
@@ -894,14 +898,118 @@ def scenario_redis(ctx: Ctx) -> None:
     )
 
 
-def scenario_unavailable(name: str, what: str, script: str) -> Callable[[Ctx], None]:
-    def run(ctx: Ctx) -> None:
-        note = "not available yet"
-        if (Path(__file__).parent / f"{script}.py").exists():
-            note += f"; measured separately: python -m load_tests.{script}"
-        ctx.report.add(Row(name, what, "", Figure(None), note=note))
+def run_script(ctx: Ctx, module: str, *args: str, timeout: float = 240) -> str:
+    """Run one of the stand-alone load scripts (it starts its own server, pinned as the
+    harness pins it) against the same Parley source, and return what it printed."""
+    env = dict(os.environ)
+    if ctx.args.parley_src:
+        env["PYTHONPATH"] = ctx.args.parley_src + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} failed ({done.returncode}): {done.stderr[-800:]}")
+    return done.stdout
 
-    return run
+
+def scenario_llm(ctx: Ctx) -> None:
+    """One answer of ``--llm-tokens`` tokens from the scripted provider (no HTTP), coalesced as
+    configured by default, to 1 and to ``--llm-watchers`` watchers: server CPU per token, and
+    per token and watcher from the difference of the two runs."""
+    a = ctx.args
+    out = run_script(
+        ctx,
+        "load_tests.relay_fanout",
+        f"--tokens={a.llm_tokens}",
+        f"--watchers=1,{a.llm_watchers}",
+        "--providers=scripted",
+        "--rates=0",
+        "--modes=coalesced",
+    )
+    runs = {
+        int(m["w"]): m
+        for m in re.finditer(
+            r"watchers=(?P<w>\d+).*?cpu/token=(?P<per>[\d.]+)us "
+            r"identical=(?P<same>\w+) gaps=(?P<gaps>\d+)",
+            out,
+        )
+    }
+    one, many = runs.get(1), runs.get(a.llm_watchers)
+    if one is None or many is None:
+        raise RuntimeError(f"unexpected relay_fanout output: {out[-400:]}")
+    log(f"llm: {out.strip()}")
+    base = float(one["per"])
+    per_watcher = (float(many["per"]) - base) / max(1, a.llm_watchers - 1)
+    ctx.report.add(
+        Row(
+            "llm",
+            f"{a.llm_tokens:,} tokens to 1 watcher: CPU per token",
+            "us",
+            Figure(base),
+            target="<= 50 us",
+            passed=base <= 50,
+        )
+    )
+    ctx.report.add(
+        Row(
+            "llm",
+            f"to {a.llm_watchers} watchers: CPU per token per watcher",
+            "us",
+            Figure(per_watcher),
+            target="<= 8 us",
+            passed=per_watcher <= 8,
+        )
+    )
+    intact = many["same"] == "True" and many["gaps"] == "0"
+    ctx.report.add(
+        Row(
+            "llm",
+            "every watcher assembled the stored answer",
+            "",
+            Figure(1.0 if intact else 0.0),
+            target="yes",
+            passed=intact,
+            note="" if intact else f"identical={many['same']} gaps={many['gaps']}",
+        )
+    )
+
+
+def scenario_crdt(ctx: Ctx) -> None:
+    """``--crdt-writers`` y-websocket clients insert into one document as fast as the socket
+    takes it; merged updates/s through the server (checked, applied, relayed, stored) against
+    pycrdt's own ``apply_update`` rate for the same updates, pinned to the server's core."""
+    a = ctx.args
+    out = run_script(
+        ctx,
+        "load_tests.crdt_merge",
+        f"--writers={a.crdt_writers}",
+        f"--updates={a.crdt_updates}",
+        "--edits=0",
+        "--raw",
+    )
+    raw = re.search(r"raw: \d+ updates: ([\d,]+) apply_update/s", out)
+    merged = re.search(r"([\d,]+) merged updates/s", out)
+    if raw is None or merged is None:
+        raise RuntimeError(f"unexpected crdt_merge output: {out[-400:]}")
+    log(f"crdt: {out.strip()}")
+    raw_rate = float(raw[1].replace(",", ""))
+    rate = float(merged[1].replace(",", ""))
+    ctx.report.add(
+        Row(
+            "crdt",
+            f"{a.crdt_writers} writers, one document: merged updates/s (baseline: raw pycrdt)",
+            "upd/s",
+            Figure(rate),
+            Figure(raw_rate),
+            ">= 0.35x raw",
+            rate >= 0.35 * raw_rate,
+        )
+    )
 
 
 SCENARIOS: dict[str, Callable[[Ctx], None]] = {
@@ -912,8 +1020,8 @@ SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "slow-reader": scenario_slow_reader,
     "reconnect": scenario_reconnect,
     "redis": scenario_redis,
-    "llm": scenario_unavailable("llm", "2,000-token answer to 100 watchers", "relay_fanout"),
-    "crdt": scenario_unavailable("crdt", "CRDT updates/s vs pycrdt apply_update", "crdt_merge"),
+    "llm": scenario_llm,
+    "crdt": scenario_crdt,
 }
 
 
@@ -1020,6 +1128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--redis-sessions", type=int, default=100)
     s.add_argument("--redis-subscribers", type=int, default=10)
     s.add_argument("--redis-rate", type=float, default=5000.0)
+    s.add_argument("--llm-tokens", type=int, default=2000)
+    s.add_argument("--llm-watchers", type=int, default=100)
+    s.add_argument("--crdt-writers", type=int, default=4)
+    s.add_argument("--crdt-updates", type=int, default=1500, help="crdt: per writer")
     args = p.parse_args(argv)
     args.servers = [x.strip() for x in args.servers.split(",") if x.strip()]
     unknown = [x for x in args.servers if x not in ("parley", "baseline")]

@@ -156,6 +156,8 @@ class BenchClient(WSListener):
             return
         ref = f.get("ref")
         fut = self.waiting.pop(ref, None) if ref is not None else None
+        if fut is not None and fut.done():
+            fut = None  # the request timed out meanwhile; a late answer only counts
         if ftype == "ack":
             if fut is not None:
                 if self.track and "replayed" in f and self.next_seq.get(f["session"]) is None:

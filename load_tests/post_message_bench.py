@@ -106,6 +106,31 @@ async def run(
     }
 
 
+async def concurrent_run(url: str, writers: int, messages: int) -> dict[str, float]:
+    """``writers`` tasks post into ``writers`` sessions at once (as many sockets would):
+    messages per second and CPU time per message of the whole process, where SQLite's group
+    commit can share transactions between the queued writes."""
+    await asyncio.to_thread(upgrade, url)
+    db = Database(url)
+    service = SessionService(db, NoPublisher())
+    people = [Principal("bench", f"u{w}", f"U{w}", UserKind.HUMAN) for w in range(writers)]
+    sids = [(await service.create_session(p, title="bench"))["id"] for p in people]
+
+    async def writer(p: Principal, sid: str, count: int) -> None:
+        for i in range(count):
+            await service.post_message(p, sid, text=TEXTS[i % len(TEXTS)])
+
+    await asyncio.gather(*(writer(p, s, 10) for p, s in zip(people, sids, strict=True)))
+    per = max(1, messages // writers)
+    cpu = time.process_time()
+    start = time.perf_counter()
+    await asyncio.gather(*(writer(p, s, per) for p, s in zip(people, sids, strict=True)))
+    total = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    await db.close()
+    return {"per_second": per * writers / total, "cpu_us": cpu / (per * writers) * 1e6}
+
+
 def trigger_cost(tmp: Path, messages: int) -> dict[str, float]:
     """CPU time per message of the bare INSERT (one transaction each, as ``post_message``
     commits) on SQLite at 0003 and at head: the triggers' own cost, with no Python service
@@ -160,7 +185,25 @@ async def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--workers", default=",thread,process", help="worker variants to run")
     parser.add_argument("--triggers-only", action="store_true", help="only the bare SQLite cost")
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only N concurrent writers on SQLite at head (msg/s and CPU per message)",
+    )
     args = parser.parse_args()
+    if args.concurrent:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.rounds):
+                url = f"sqlite+aiosqlite:///{Path(tmp) / secrets.token_hex(4)}.db"
+                r = await concurrent_run(url, args.concurrent, args.messages)
+                print(
+                    f"sqlite {args.concurrent} concurrent writers: {r['per_second']:5.0f} msg/s"
+                    f"  cpu {r['cpu_us']:6.0f} us/msg",
+                    flush=True,
+                )
+        return
     if args.triggers_only:
         with tempfile.TemporaryDirectory() as tmp:
             cost = await asyncio.to_thread(trigger_cost, Path(tmp), args.messages)

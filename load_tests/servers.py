@@ -198,7 +198,7 @@ class ParleyServer(Server):
             self.logs.append(Path(log.name))
             self.procs.append(proc)
             self.ports.append(port)
-            wait_port(port, 60, proc)
+            wait_port(port, 120, proc)  # a loaded machine imports slowly
             self.pids.append(_python_child(proc.pid) if profile_to is not None else proc.pid)
             self._wait_ready(port)
 
@@ -238,7 +238,9 @@ class ParleyServer(Server):
 
     def last_seqs(self, sessions: list[str]) -> dict[str, int] | None:
         headers = {"Authorization": f"Bearer {self.token('bench-owner')}"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{self.ports[0]}", headers=headers) as h:
+        base = f"http://127.0.0.1:{self.ports[0]}"
+        # Right after a storm the server may still be busy with thousands of sockets.
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as h:
             return {s: int(h.get(f"/api/v1/sessions/{s}").json()["last_seq"]) for s in sessions}
 
     def metric(self, name: str, labels: str = "") -> float | None:

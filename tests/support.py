@@ -51,12 +51,21 @@ class RunningServer:
 
     @asynccontextmanager
     async def client(
-        self, user: str = "alice", tenant: str = "acme", *, binary: bool = False, **kw: Any
+        self,
+        user: str = "alice",
+        tenant: str = "acme",
+        *,
+        binary: bool = False,
+        deflate: bool = False,
+        **kw: Any,
     ) -> AsyncIterator[WsClient]:
-        """A connected, authenticated client (welcome already received)."""
+        """A connected, authenticated client (welcome already received). Without ``deflate``
+        it negotiates no compression, as bots and the load harness: the server then writes
+        its frames straight to the socket (hub/wire.py); with it, through the ASGI path."""
         fmt = "msgpack" if binary else "json"
         url = f"{self.ws_url}?format={fmt}&token={self.token(user, tenant, **kw)}"
-        async with connect(url, max_size=None) as ws:
+        compression = "deflate" if deflate else None
+        async with connect(url, max_size=None, compression=compression) as ws:
             client = WsClient(ws, binary=binary)
             welcome = await client.recv()
             assert welcome["type"] == "welcome", welcome

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from parley.app import create_app
 from parley.config import Settings
+from parley.hub.wire import WireProtocol
 from parley.logging import configure_logging
 from parley.storage.migrate import upgrade
 
@@ -64,7 +65,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        # websockets-sansio, plus frames written straight to the socket (hub/wire.py).
+        ws=WireProtocol,
         # Frames above the protocol limit are answered with an error; only frames far above it
         # are cut off by the transport (close 1009) so a hostile client cannot exhaust memory.
         # /yjs shares the transport: never cut off a document update the settings allow.

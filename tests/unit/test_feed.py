@@ -38,9 +38,7 @@ class Sink:
 
 
 def connection(sink: Sink) -> Connection:
-    conn = Connection(sink, conn_id="c", encoding=Encoding.JSON, max_queue=1000)
-    conn.start()
-    return conn
+    return Connection(sink, conn_id="c", encoding=Encoding.JSON, max_queue=1000)
 
 
 def feed_with(storage: list[dict[str, Any]], grace: float = 0.01) -> SessionFeed:

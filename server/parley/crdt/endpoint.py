@@ -103,7 +103,6 @@ class YjsEndpoint:
         )
         structlog.contextvars.bind_contextvars(conn=conn.id, doc=session_id)
         await send({"type": "websocket.accept"})
-        conn.start()
         peer: YjsPeer | None = None
         expiry: asyncio.TimerHandle | None = None
         try:

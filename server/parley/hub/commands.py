@@ -68,7 +68,7 @@ async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
         )
 
     await ctx.hub.subscribe(
-        ctx.conn, ctx.principal.tenant_id, frame.session, frame.since_seq, ready
+        ctx.conn, ctx.principal.tenant_id, frame.session, frame.since_seq, ready, last_seq=last
     )
     if acked:
         await _stream_snapshot(ctx, frame.session, acked[0])

@@ -18,6 +18,7 @@ from parley import metrics
 from parley.errors import CloseCode
 from parley.governance.auth import Principal
 from parley.hub.events import OutEvent
+from parley.hub.wire import Wire, frame_bytes, wire_of
 from parley.protocol.codec import Encoding, encode
 from parley.types import ASGISend, Scope
 
@@ -39,7 +40,28 @@ _conn_numbers = itertools.count(1)
 
 
 class Connection:
-    """Owns the write side of one socket. All writes go through the queue."""
+    """Owns the write side of one socket. Frames go out in order: written at once while
+    nothing is queued and the socket takes them (see ``hub.wire``), else queued and written by
+    a writer task that exists only while there is something to write."""
+
+    __slots__ = (
+        "_close_reason",
+        "_draining",
+        "_max_queue",
+        "_queue",
+        "_room",
+        "_send",
+        "_wakeup",
+        "_wire",
+        "_writer",
+        "client",
+        "close_code",
+        "encoding",
+        "id",
+        "on_close",
+        "principal",
+        "state",
+    )
 
     def __init__(
         self,
@@ -49,6 +71,7 @@ class Connection:
         encoding: Encoding,
         max_queue: int,
         client: str | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self.id = conn_id
         self.encoding = encoding
@@ -57,11 +80,14 @@ class Connection:
         self.state = ConnState.AUTHENTICATING
         self.close_code: int | None = None
         self._send = send
+        # With a wire, queued items are complete WebSocket frames; without, ASGI payloads.
+        self._wire = wire
         self._queue: deque[bytes | str] = deque()
         self._max_queue = max_queue
-        self._wakeup = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        self._draining = False  # the writer holds frames taken from the queue
+        # Created when first needed: most connections never queue, and these cost memory.
+        self._wakeup: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
         self._close_reason = ""
         self._writer: asyncio.Task[None] | None = None
         self.on_close: Callable[[Connection], None] | None = None
@@ -78,10 +104,8 @@ class Connection:
             encoding=encoding,
             max_queue=max_queue,
             client=f"{client[0]}:{client[1]}" if client else None,
+            wire=wire_of(scope),
         )
-
-    def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     @property
     def is_open(self) -> bool:
@@ -90,28 +114,54 @@ class Connection:
     # -- queueing ---------------------------------------------------------------------------
 
     def send_frame(self, frame: dict[str, Any]) -> None:
-        """Queue a frame built for this connection alone (ack, error, welcome)."""
-        self._push(encode(frame, self.encoding))
+        """Send a frame built for this connection alone (ack, error, welcome)."""
+        data = encode(frame, self.encoding)
+        if self._push(frame_bytes(data) if self._wire is not None else data):
+            metrics.FRAMES_OUT.inc()
 
-    def send_event(self, event: OutEvent) -> None:
-        """Queue a shared event, in this connection's encoding (encoded once per format)."""
-        self._push(event.encoded(self.encoding))
+    def send_event(self, event: OutEvent, *, count: bool = True) -> bool:
+        """Send a shared event, in this connection's encoding (encoded and framed once per
+        format for all connections). True when it was written at once; ``count=False`` leaves
+        counting those to the caller (a fan-out counts once for all its connections)."""
+        if self._wire is not None:
+            written = self._push(event.wire(self.encoding))
+        else:
+            written = self._push(event.encoded(self.encoding))
+        if written and count:
+            metrics.FRAMES_OUT.inc()
+        return written
 
     async def send_event_waiting(self, event: OutEvent) -> None:
-        """Queue an event, waiting for room instead of failing: replay uses this."""
+        """Send an event, waiting for room instead of failing: replay uses this."""
         while self.is_open and len(self._queue) >= self._max_queue // 2:
+            if self._room is None:
+                self._room = asyncio.Event()
             self._room.clear()
             await self._room.wait()
-        self._push(event.encoded(self.encoding))
+        self.send_event(event)
 
-    def _push(self, data: bytes | str) -> None:
+    def _push(self, data: bytes | str) -> bool:
         if not self.is_open:
-            return
-        if len(self._queue) >= self._max_queue:
+            return False
+        queue = self._queue
+        wire = self._wire
+        if not queue and not self._draining and wire is not None and wire.ready():
+            wire.write(data)  # type: ignore[arg-type]  # with a wire, data is a frame
+            return True
+        if len(queue) >= self._max_queue:
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow; reconnect and resume by seq")
-            return
-        self._queue.append(data)
-        self._wakeup.set()
+            return False
+        queue.append(data)
+        self._wake()
+        return False
+
+    def _wake(self) -> None:
+        if self._writer is None:
+            self._wakeup = asyncio.Event()
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        else:
+            assert self._wakeup is not None
+            self._wakeup.set()
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -126,8 +176,9 @@ class Connection:
             self._queue.clear()
         metrics.DISCONNECTS.labels(code=str(code)).inc()
         log.info("closing connection", conn=self.id, code=int(code), reason=reason)
-        self._wakeup.set()
-        self._room.set()
+        self._wake()  # the writer sends the close frame after what is queued
+        if self._room is not None:
+            self._room.set()
         if self.on_close is not None:
             # Stop fan-out to this connection soon, not when the peer finally goes away (a
             # stalled peer may hold its socket until the keepalive gives up). Deferred: close()
@@ -147,28 +198,48 @@ class Connection:
         """The peer went away: stop writing."""
         self.state = ConnState.CLOSED
         self._queue.clear()
-        self._wakeup.set()
-        self._room.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._room is not None:
+            self._room.set()
 
     # -- the writer -------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        queue, send = self._queue, self._send
+        queue, send, wire = self._queue, self._send, self._wire
+        wakeup = self._wakeup
+        assert wakeup is not None
         try:
             while True:
+                self._draining = True
                 written = 0
                 while queue:
-                    data = queue.popleft()
-                    if isinstance(data, bytes):
-                        await send({"type": "websocket.send", "bytes": data})
+                    if wire is not None:
+                        # Frames as they are, all queued ones in one write (one system call).
+                        if not wire.ready():
+                            await wire.wait_writable()
+                            if wire.gone:
+                                raise ConnectionResetError("the peer went away")
+                        n = len(queue)
+                        chunk = queue[0] if n == 1 else b"".join(queue)  # type: ignore[arg-type]
+                        queue.clear()
+                        wire.write(chunk)  # type: ignore[arg-type]
+                        written += n
                     else:
-                        await send({"type": "websocket.send", "text": data})
-                    written += 1
-                    if not self._room.is_set() and len(queue) < self._max_queue // 4:
-                        self._room.set()
+                        data = queue.popleft()
+                        if isinstance(data, bytes):
+                            await send({"type": "websocket.send", "bytes": data})
+                        else:
+                            await send({"type": "websocket.send", "text": data})
+                        written += 1
+                    room = self._room
+                    if room is not None and not room.is_set() and len(queue) < self._max_queue // 4:
+                        room.set()
+                self._draining = False
                 if written:  # one (locked) counter update per batch, not per frame
                     metrics.FRAMES_OUT.inc(written)
-                self._room.set()
+                if self._room is not None:
+                    self._room.set()
                 if self.state is ConnState.CLOSING:
                     await send(
                         {
@@ -181,10 +252,12 @@ class Connection:
                     return
                 if self.state is ConnState.CLOSED:
                     return
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
         except (OSError, RuntimeError) as exc:
             # The transport died under us (peer reset, already-closed socket); uvicorn's
             # ClientDisconnected is an OSError.
             log.debug("writer stopped", conn=self.id, error=str(exc))
             self.state = ConnState.CLOSED
+        finally:
+            self._draining = False

@@ -99,7 +99,6 @@ class SocketEndpoint:
         )
         structlog.contextvars.bind_contextvars(conn=conn.id)
         await send({"type": "websocket.accept"})
-        conn.start()
         self.hub.add_connection(conn)
         metrics.CONNECTIONS_TOTAL.inc()
         log.info("connection opened", client=conn.client)
@@ -130,6 +129,18 @@ class SocketEndpoint:
 
 class _Pump:
     """Reads frames one at a time and answers each; frames of one client are handled in order."""
+
+    __slots__ = (
+        "client",
+        "conn",
+        "ctx",
+        "ep",
+        "expiry",
+        "explicit_format",
+        "faults",
+        "frames",
+        "opened",
+    )
 
     def __init__(self, endpoint: SocketEndpoint, conn: Connection, *, explicit_format: bool):
         self.ep = endpoint

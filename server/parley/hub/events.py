@@ -12,13 +12,23 @@ from typing import Any
 
 import orjson
 
+from parley.hub.wire import frame_bytes
 from parley.protocol.codec import Encoding, pack, unpack
 
 
 class OutEvent:
     """One event frame, shared by every connection it goes to."""
 
-    __slots__ = ("_json", "durable", "frame", "msgpack", "published_at", "seq")
+    __slots__ = (
+        "_json",
+        "_wire_json",
+        "_wire_msgpack",
+        "durable",
+        "frame",
+        "msgpack",
+        "published_at",
+        "seq",
+    )
 
     def __init__(self, frame: dict[str, Any], msgpack_bytes: bytes, published_at: float) -> None:
         self.frame = frame
@@ -27,6 +37,8 @@ class OutEvent:
         self.durable = not frame.get("ephemeral", False)
         self.seq: int = frame.get("seq") or 0
         self._json: str | None = None
+        self._wire_json: bytes | None = None
+        self._wire_msgpack: bytes | None = None
 
     def encoded(self, encoding: Encoding) -> bytes | str:
         if encoding is Encoding.MSGPACK:
@@ -34,6 +46,17 @@ class OutEvent:
         if self._json is None:
             self._json = orjson.dumps(self.frame).decode()
         return self._json
+
+    def wire(self, encoding: Encoding) -> bytes:
+        """The complete WebSocket frame of this event in ``encoding`` (``hub.wire``): built
+        once, written to every connection that takes it."""
+        if encoding is Encoding.MSGPACK:
+            if self._wire_msgpack is None:
+                self._wire_msgpack = frame_bytes(self.msgpack)
+            return self._wire_msgpack
+        if self._wire_json is None:
+            self._wire_json = frame_bytes(self.encoded(Encoding.JSON))
+        return self._wire_json
 
     @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> OutEvent:

@@ -115,8 +115,12 @@ class SessionFeed:
         self._fanout(event, include_replaying=True)
 
     def _fanout(self, event: OutEvent, *, include_replaying: bool) -> None:
+        written = 0  # frames written at once, counted once for the fan-out
         for conn in self.live:
-            conn.send_event(event)
+            if conn.send_event(event, count=False):
+                written += 1
+        if written:
+            metrics.FRAMES_OUT.inc(written)
         if include_replaying and self.replaying:
             promoted: list[Subscription] = []
             for sub in self.replaying.values():

@@ -188,8 +188,12 @@ class Hub:
         session_id: str,
         since_seq: int | None,
         on_ready: Callable[[int, int, list[dict[str, str]]], None],
+        *,
+        last_seq: int = 0,
     ) -> None:
         """Subscribe ``conn``; replay events after ``since_seq`` from storage, then go live.
+        ``last_seq``: the session's last seq as the caller read it before (the floor of a
+        subscription without ``since_seq`` when the feed is behind storage).
 
         ``on_ready(seq, replayed, present_users)`` runs after the replay and before the first
         live event, so the client's ack separates the two. No event is skipped or sent twice:
@@ -204,7 +208,10 @@ class Hub:
         sub = feed.add_replaying(conn)
         try:
             if since_seq is None:
-                floor = await self._last_seq(session_id)
+                # Every event after what the feed delivered reaches this subscription through
+                # the feed (held until it goes live); the caller's read of storage may be
+                # ahead of the feed (events not yet published), and then it is the floor.
+                floor = max(feed.delivered or 0, last_seq)
                 replayed = 0
             else:
                 floor, replayed = await self._replay(conn, session_id, since_seq)

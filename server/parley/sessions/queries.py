@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from parley.errors import NotFound
@@ -46,6 +46,43 @@ _ACCESS = (
     .where(m.Session.id == bindparam("sid"), m.Session.tenant_id == bindparam("tid"))
 )
 _ACCESS_LOCKED = _ACCESS.with_for_update(of=m.Session)
+
+
+_S = cast(Table, m.Session.__table__)
+_FACTS = select(
+    _S.c.last_seq,
+    _S.c.visibility,
+    select(m.Participant.role)
+    .where(
+        m.Participant.session_id == _S.c.id,
+        m.Participant.tenant_id == bindparam("tid"),
+        m.Participant.user_id == bindparam("uid"),
+    )
+    .scalar_subquery(),
+    select(m.SessionRemoval.user_id)
+    .where(
+        m.SessionRemoval.session_id == _S.c.id,
+        m.SessionRemoval.tenant_id == bindparam("tid"),
+        m.SessionRemoval.user_id == bindparam("uid"),
+    )
+    .scalar_subquery(),
+).where(_S.c.id == bindparam("sid"), _S.c.tenant_id == bindparam("tid"))
+
+
+def readable_last_seq(s: Session, p: Principal, session_id: str) -> tuple[int, Access]:
+    """The session's last seq and the caller's access, if they may read it (else exactly
+    'not found', as :func:`session_access`). One Core statement, no ORM object: subscribing
+    runs this for every client of a reconnect storm."""
+    if not plausible_id(session_id):
+        raise NotFound(f"session {session_id[:80]!r} not found")
+    params = {"tid": p.tenant_id, "uid": p.user_id, "sid": session_id}
+    found = s.connection().execute(_FACTS, params).first()
+    if found is None:
+        raise NotFound(f"session {session_id!r} not found")
+    last_seq, visibility, role, removed = found
+    access = Access(p, Visibility(visibility), Role(role) if role else None, removed is not None)
+    access.check(Action.READ, session_id)
+    return int(last_seq), access
 
 
 def readable_sessions_filter(p: Principal) -> ColumnElement[bool]:

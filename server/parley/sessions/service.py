@@ -17,24 +17,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from parley.attachments import refs as attachment_refs
-from parley.errors import Conflict, ErrorCode, InvalidRequest, NotFound
+from parley.errors import Conflict, ErrorCode, InvalidRequest, NotFound, ParleyError
 from parley.governance import audit
 from parley.governance.auth import Principal, valid_identifier
 from parley.governance.policy import Access, Action, Visibility, check_change_message, may_grant
 from parley.ids import new_id, utcnow
-from parley.sessions import rules
+from parley.sessions import rules, writes
 from parley.sessions.queries import (
     message_by_client_id,
     message_row,
     new_event,
-    plausible_id,
+    readable_last_seq,
     readable_sessions_filter,
     session_access,
     session_row,
     tags_of,
 )
 from parley.sessions.rules import Role, SessionStatus
-from parley.sessions.views import event_view, message_view, participant_view, session_view
+from parley.sessions.views import (
+    event_row_view,
+    event_view,
+    message_view,
+    new_message_view,
+    participant_view,
+    session_view,
+)
 from parley.storage import models as m
 from parley.storage.database import Database
 from parley.storage.event_log import MAX_PAGE, EventLog
@@ -356,7 +363,7 @@ class SessionService:
 
     async def last_seq(self, p: Principal, session_id: str) -> int:
         """The newest ``seq`` of a session the caller may read."""
-        return await self.db.read(lambda s: session_row(s, p, session_id).last_seq)
+        return await self.db.read(lambda s: readable_last_seq(s, p, session_id)[0])
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -384,33 +391,33 @@ class SessionService:
         now = utcnow()
 
         def work(s: Session) -> tuple[PostResult, list[dict[str, Any]]]:
-            row, access = session_access(s, p, session_id, lock=True)
-            if client_id is not None:
-                existing = message_by_client_id(s, session_id, p.user_id, client_id, p.tenant_id)
-                if existing is not None:
-                    raise _Duplicate(PostResult(message_view(existing), existing.seq, True))
-            if row.status != SessionStatus.ACTIVE.value:
-                raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
-            role = access.role
-            if not access.may_self_join:
-                access.check(Action.POST, session_id)
-            if parent_id is not None:
-                parent = (
-                    None
-                    if not plausible_id(parent_id)
-                    else s.scalar(
-                        select(m.Message.id).where(
-                            m.Message.id == parent_id,
-                            m.Message.session_id == session_id,
-                            m.Message.tenant_id == p.tenant_id,
-                        )
+            # Core statements, not the ORM unit of work: see sessions/writes.py.
+            claim = writes.claim_seqs(s, p, session_id, 1, now)
+            access = claim.access
+            try:
+                if claim.status != SessionStatus.ACTIVE.value:
+                    raise Conflict("the session is archived", code=ErrorCode.SESSION_ARCHIVED)
+                if not access.may_self_join:
+                    access.check(Action.POST, session_id)
+            except ParleyError:
+                # A retry of a send that succeeded gets its first result, whatever changed.
+                if client_id is not None:
+                    existing = message_by_client_id(
+                        s, session_id, p.user_id, client_id, p.tenant_id
                     )
-                )
-                if parent is None:
-                    raise InvalidRequest(f"parent message {parent_id!r} is not in this session")
-            events: list[m.Event] = []
-            if role is None:
-                row.last_seq += 1
+                    if existing is not None:
+                        raise _Duplicate(
+                            PostResult(message_view(existing), existing.seq, True)
+                        ) from None
+                raise
+            if parent_id is not None and not writes.parent_exists(
+                s, p.tenant_id, session_id, parent_id
+            ):
+                raise InvalidRequest(f"parent message {parent_id!r} is not in this session")
+            seq = claim.last_seq
+            events: list[dict[str, Any]] = []
+            if access.role is None:
+                # The first message of a non-participant of an open session: they join first.
                 part = m.Participant(
                     session_id=session_id,
                     user_id=p.user_id,
@@ -418,43 +425,35 @@ class SessionService:
                     role=Role.EDITOR.value,
                     joined_at=now,
                 )
-                s.add(part)
+                writes.insert_participant(s, p.tenant_id, session_id, p.user_id, Role.EDITOR, now)
                 user = s.get(m.User, (p.tenant_id, p.user_id))
-                events.append(
-                    new_event(
-                        p,
-                        session_id,
-                        row.last_seq,
-                        "participant.joined",
-                        {"participant": participant_view(part, user)},
-                        now,
-                    )
-                )
+                view = {"participant": participant_view(part, user)}
+                events.append(writes.event_row(p, session_id, seq, "participant.joined", view, now))
+                seq = writes.claim_seqs(s, p, session_id, 1, now).last_seq
             stored_parts, attached = attachment_refs.resolve(s, p.tenant_id, session_id, parts)
-            row.last_seq += 1
-            row.updated_at = now
-            msg = m.Message(
-                id=new_id(),
-                tenant_id=p.tenant_id,
-                session_id=session_id,
-                seq=row.last_seq,
-                author_id=p.user_id,
-                parent_id=parent_id,
-                text=text,
-                parts=stored_parts,
-                meta=meta,
-                client_id=client_id,
-                created_at=now,
-            )
-            s.add(msg)
+            message_id = new_id()
+            row: dict[str, Any] = {
+                "id": message_id,
+                "tenant_id": p.tenant_id,
+                "session_id": session_id,
+                "seq": seq,
+                "author_id": p.user_id,
+                "parent_id": parent_id,
+                "text": text,
+                "parts": stored_parts,
+                "metadata": meta,
+                "client_id": client_id,
+                "created_at": now,
+            }
+            writes.insert_message(s, row)
             if attached:
-                attachment_refs.link(s, session_id, msg.id, attached)
-            view = message_view(msg)
+                attachment_refs.link(s, session_id, message_id, attached)
+            view = new_message_view(row)
             events.append(
-                new_event(p, session_id, row.last_seq, "message.created", {"message": view}, now)
+                writes.event_row(p, session_id, seq, "message.created", {"message": view}, now)
             )
-            s.add_all(events)
-            return PostResult(view, row.last_seq, False), [event_view(e) for e in events]
+            writes.insert_events(s, events)
+            return PostResult(view, seq, False), [event_row_view(e) for e in events]
 
         try:
             result, frames = await self.db.write(work)
@@ -709,7 +708,7 @@ class SessionService:
 
     async def access_of(self, p: Principal, session_id: str) -> Access:
         """The caller's access to a session they may read (else ``NotFound``)."""
-        return await self.db.read(lambda s: session_access(s, p, session_id)[1])
+        return await self.db.read(lambda s: readable_last_seq(s, p, session_id)[1])
 
     async def _access_changed(self, tenant_id: str, session_id: str, user_id: str | None) -> None:
         for listener in self.access_listeners:

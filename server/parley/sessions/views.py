@@ -40,6 +40,24 @@ def message_view(row: m.Message) -> dict[str, Any]:
     }
 
 
+def new_message_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The view of a message just inserted from ``row`` (its columns by table key)."""
+    return {
+        "id": row["id"],
+        "session": row["session_id"],
+        "seq": row["seq"],
+        "author": row["author_id"],
+        "parent_id": row["parent_id"],
+        "text": row["text"],
+        "parts": row["parts"],
+        "metadata": row["metadata"],
+        "client_id": row["client_id"],
+        "created_at": iso(row["created_at"]),
+        "edited_at": None,
+        "deleted_at": None,
+    }
+
+
 def participant_view(row: m.Participant, user: m.User | None) -> dict[str, Any]:
     return {
         "user_id": row.user_id,
@@ -47,6 +65,19 @@ def participant_view(row: m.Participant, user: m.User | None) -> dict[str, Any]:
         "name": user.display_name if user else row.user_id,
         "kind": user.kind if user else "human",
         "joined_at": iso(row.joined_at),
+    }
+
+
+def event_row_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The ``event`` frame of an event row (its columns by table key), as ``event_view``."""
+    return {
+        "type": "event",
+        "session": row["session_id"],
+        "seq": row["seq"],
+        "event": row["name"],
+        "data": row["data"],
+        "actor": row["actor_id"],
+        "ts": iso(row["created_at"]),
     }
 
 

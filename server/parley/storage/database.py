@@ -8,6 +8,13 @@ thread and one connection, and start with ``BEGIN IMMEDIATE``: writers are seria
 busy-waiting, and ``seq`` allocation cannot interleave. Reads use a small pool of threads and
 connections; WAL mode lets them run beside the writer.
 
+Group commit: when several units of work are queued, the writer thread runs them in one
+transaction, each inside its own SAVEPOINT (and its own ORM session), so one that raises is
+rolled back alone while the others commit together. Under load this shares BEGIN, COMMIT, the
+WAL write and the thread hop among the batch. Results are handed out only after the COMMIT, so
+nothing is published before it is durable. Not while encryption at rest is on: its key ring
+learns of new keys from each session's own commit.
+
 PostgreSQL (scale-out): the same functions run through ``AsyncSession.run_sync`` over asyncpg.
 ``seq`` allocation relies on the row lock of ``SELECT ... FROM sessions ... FOR UPDATE`` taken at
 the start of every writing transaction, so writers in different processes serialize per session.
@@ -16,6 +23,9 @@ the start of every writing transaction, so writers in different processes serial
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +41,32 @@ T = TypeVar("T")
 UnitOfWork = Callable[[Session], T]
 
 SQLITE_READERS = 4
+MAX_GROUP = 64  # units of work committed together at most (bounds the latency of the first)
+KEYRING = "parley_keyring"  # governance.crypto.columns.KEYRING, not imported: no cycle
+
+
+class _WriteJob:
+    """A unit of work queued for the SQLite writer thread, and where its outcome goes."""
+
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self, fn: UnitOfWork[Any], future: asyncio.Future[Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.loop = loop
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """On the event loop: hand each unit its result or its exception."""
+    for future, ok, value in outcomes:
+        if future.done():  # the caller was cancelled; the unit ran (or failed) anyway
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _json_dumps(value: Any) -> str:
@@ -60,10 +96,15 @@ class Database:
             _tune_sqlite(reader, immediate=False)
             _tune_sqlite(writer, immediate=True)
             self._engines = [reader, writer]
+            self._writer_engine = writer
             self._sync_reader = sessionmaker(reader, expire_on_commit=False, info=self.info)
             self._sync_writer = sessionmaker(writer, expire_on_commit=False, info=self.info)
             self._read_threads = ThreadPoolExecutor(SQLITE_READERS, "parley-sqlite-read")
-            self._write_thread = ThreadPoolExecutor(1, "parley-sqlite-write")
+            self._jobs: queue.SimpleQueue[_WriteJob | None] = queue.SimpleQueue()
+            self._writer = threading.Thread(
+                target=self._write_loop, name="parley-sqlite-write", daemon=True
+            )
+            self._writer.start()
         else:
             self._async_engine = create_async_engine(
                 self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, **_JSON
@@ -84,7 +125,9 @@ class Database:
         """Run ``fn`` in a transaction: committed if it returns, rolled back if it raises."""
         if self.is_sqlite:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._write_thread, self._sqlite_write, fn)
+            future: asyncio.Future[T] = loop.create_future()
+            self._jobs.put(_WriteJob(fn, future, loop))
+            return await future
         async with self._async_sessions() as session, session.begin():
             return await session.run_sync(fn)
 
@@ -92,9 +135,64 @@ class Database:
         with self._sync_reader() as session:
             return fn(session)
 
-    def _sqlite_write(self, fn: UnitOfWork[T]) -> T:
-        with self._sync_writer() as session, session.begin():
-            return fn(session)
+    def _write_loop(self) -> None:
+        """The SQLite writer thread: takes what is queued, runs it, settles it; until None."""
+        jobs = self._jobs
+        stopping = False
+        while not stopping:
+            job = jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < MAX_GROUP:
+                try:
+                    more = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            if len(batch) == 1 or KEYRING in self.info:
+                outcomes = [self._write_alone(j) for j in batch]
+            else:
+                outcomes = self._write_group(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
+            by_loop = {}
+            for j, (ok, value) in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(j.loop, []).append((j.future, ok, value))
+            for loop, settled in by_loop.items():
+                # A closed loop (RuntimeError) has nobody waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, settled)
+        self._dispose()
+
+    def _write_alone(self, job: _WriteJob) -> tuple[bool, Any]:
+        try:
+            with self._sync_writer() as session, session.begin():
+                return True, job.fn(session)
+        except Exception as exc:
+            return False, exc
+
+    def _write_group(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
+        """One transaction for the batch, a SAVEPOINT and an ORM session per unit."""
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._writer_engine.connect() as conn, conn.begin():
+                for job in batch:
+                    try:
+                        with (
+                            self._sync_writer(
+                                bind=conn, join_transaction_mode="create_savepoint"
+                            ) as session,
+                            session.begin(),
+                        ):
+                            outcomes.append((True, job.fn(session)))
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+        except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is stored
+            return [(False, exc)] * len(batch)
+        return outcomes
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -104,8 +202,8 @@ class Database:
         if self._async_engine is not None:
             await self._async_engine.dispose()
         if self.is_sqlite:
-            await asyncio.get_running_loop().run_in_executor(self._write_thread, self._dispose)
-            self._write_thread.shutdown(wait=True)
+            self._jobs.put(None)  # the writer finishes what is queued, then disposes
+            await asyncio.to_thread(self._writer.join)
             self._read_threads.shutdown(wait=True)
 
     def _dispose(self) -> None:

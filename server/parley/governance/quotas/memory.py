@@ -41,7 +41,11 @@ class MemoryQuotaStore:
         return members
 
     async def acquire(self, key: str, member: str, limit: int, ttl: float) -> bool:
-        members = self._live(key)
+        # Expired leases only matter at the limit: pruning (a scan of the tenant's leases) on
+        # every connect made a storm of n connections cost O(n^2).
+        members = self._sets.setdefault(key, {})
+        if member not in members and len(members) >= limit:
+            members = self._live(key)
         if member not in members and len(members) >= limit:
             return False
         members[member] = time.monotonic() + ttl

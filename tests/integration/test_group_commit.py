@@ -1,0 +1,110 @@
+"""Group commit in the SQLite writer thread: units of work queued together share one
+transaction, each in its own SAVEPOINT, so one that fails is rolled back alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from parley.governance.crypto.columns import KEYRING as CRYPTO_KEYRING
+from parley.storage import database
+from parley.storage import models as m
+from parley.storage.database import Database
+from parley.storage.migrate import upgrade
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(sqlite_url: str) -> AsyncIterator[Database]:
+    await asyncio.to_thread(upgrade, sqlite_url)
+    handle = Database(sqlite_url)
+    yield handle
+    await handle.close()
+
+
+def _add_tenant(tenant_id: str) -> database.UnitOfWork[str]:
+    def work(s: Session) -> str:
+        s.add(m.Tenant(id=tenant_id, name=tenant_id, created_at=NOW))
+        s.flush()
+        return tenant_id
+
+    return work
+
+
+async def _queued_behind_a_blocker(
+    db: Database, units: list[database.UnitOfWork[str]]
+) -> list[str | BaseException]:
+    """Run ``units`` so that they are all queued while the writer is busy: the writer then
+    takes them as one batch."""
+    release = threading.Event()
+
+    def blocker(s: Session) -> str:
+        release.wait(10)
+        return "blocker"
+
+    first = asyncio.ensure_future(db.write(blocker))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(db.write(u)) for u in units]
+    await asyncio.sleep(0)  # every job is in the queue before the blocker lets go
+    release.set()
+    assert await first == "blocker"
+    return list(await asyncio.gather(*rest, return_exceptions=True))
+
+
+async def test_a_failing_unit_is_rolled_back_alone(db: Database) -> None:
+    await db.write(_add_tenant("taken"))
+    units = [_add_tenant("t1"), _add_tenant("taken"), _add_tenant("t2")]
+
+    outcomes = await _queued_behind_a_blocker(db, units)
+
+    assert outcomes[0] == "t1"
+    assert outcomes[2] == "t2"
+    assert isinstance(outcomes[1], IntegrityError)
+    stored = await db.read(lambda s: sorted(s.scalars(select(m.Tenant.id)).all()))
+    assert stored == ["t1", "t2", "taken"]
+
+
+async def test_a_unit_that_raises_after_writing_leaves_nothing(db: Database) -> None:
+    def half_done(s: Session) -> str:
+        s.add(m.Tenant(id="half", name="half", created_at=NOW))
+        s.flush()
+        raise ValueError("changed my mind")
+
+    outcomes = await _queued_behind_a_blocker(db, [half_done, _add_tenant("whole")])
+
+    assert isinstance(outcomes[0], ValueError)
+    assert outcomes[1] == "whole"
+    stored = await db.read(lambda s: sorted(s.scalars(select(m.Tenant.id)).all()))
+    assert stored == ["whole"]
+
+
+async def test_units_of_one_batch_do_not_share_orm_state(db: Database) -> None:
+    """Each unit has its own session: an object loaded by one is not another's stale copy."""
+    await db.write(_add_tenant("acme"))
+
+    def rename(name: str) -> database.UnitOfWork[str]:
+        def work(s: Session) -> str:
+            row = s.get(m.Tenant, "acme")
+            assert row is not None
+            before = row.name
+            row.name = name
+            return before
+
+        return work
+
+    outcomes = await _queued_behind_a_blocker(db, [rename("one"), rename("two")])
+
+    assert outcomes == ["acme", "one"]
+
+
+def test_the_key_ring_name_matches_the_crypto_module() -> None:
+    # Group commit is off while a key ring is installed; both modules must name it alike.
+    assert database.KEYRING == CRYPTO_KEYRING
