@@ -97,7 +97,9 @@ class WebhookDispatcher:
                             "status": DeliveryStatus.PENDING,
                             "attempts": 0,
                             "next_attempt_at": now,
-                            "created_at": now,
+                            # A microsecond apart in feed order: the delivery log lists
+                            # newest first, and one batch must not tie on its timestamp.
+                            "created_at": now + timedelta(microseconds=len(rows)),
                         }
                     )
         if not rows:
