@@ -124,11 +124,9 @@ class Mux:
 
     async def _wait(self, conn: Connection) -> None:
         try:
-            await conn.wait_closed()
-        except (Exception, asyncio.CancelledError):
-            # The writer was cancelled or failed: the connection is gone either way. Our own
-            # cancellation (shutdown) still needs the clean-up below.
-            pass
+            await conn.until_closed()
+        except asyncio.CancelledError:
+            pass  # our own cancellation (shutdown) still needs the clean-up below
         finally:
             self._watchers.pop(conn, None)
             for session_id in list(self._peers.get(conn, {})):

@@ -47,6 +47,7 @@ class Connection:
     __slots__ = (
         "_close_reason",
         "_draining",
+        "_gone",
         "_max_queue",
         "_queue",
         "_room",
@@ -90,6 +91,7 @@ class Connection:
         self._room: asyncio.Event | None = None
         self._close_reason = ""
         self._writer: asyncio.Task[None] | None = None
+        self._gone: asyncio.Future[None] | None = None  # made by until_closed() when awaited
         self.on_close: Callable[[Connection], None] | None = None
 
     @classmethod
@@ -177,6 +179,7 @@ class Connection:
         metrics.DISCONNECTS.labels(code=str(code)).inc()
         log.info("closing connection", conn=self.id, code=int(code), reason=reason)
         self._wake()  # the writer sends the close frame after what is queued
+        self._mark_gone()
         if self._room is not None:
             self._room.set()
         if self.on_close is not None:
@@ -184,6 +187,19 @@ class Connection:
             # stalled peer may hold its socket until the keepalive gives up). Deferred: close()
             # can run in the middle of a fan-out loop over the subscribers.
             asyncio.get_running_loop().call_soon(self.on_close, self)
+
+    async def until_closed(self) -> None:
+        """Until the connection stops being open (closed by us or gone on the peer's side);
+        unlike :meth:`wait_closed`, this does not depend on a writer task existing."""
+        if not self.is_open:
+            return
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._gone)
+
+    def _mark_gone(self) -> None:
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
 
     async def wait_closed(self, grace: float | None = None) -> None:
         """Wait up to ``grace`` seconds for the writer to flush and send the close frame."""
@@ -198,6 +214,7 @@ class Connection:
         """The peer went away: stop writing."""
         self.state = ConnState.CLOSED
         self._queue.clear()
+        self._mark_gone()
         if self._wakeup is not None:
             self._wakeup.set()
         if self._room is not None:
@@ -259,5 +276,6 @@ class Connection:
             # ClientDisconnected is an OSError.
             log.debug("writer stopped", conn=self.id, error=str(exc))
             self.state = ConnState.CLOSED
+            self._mark_gone()
         finally:
             self._draining = False

@@ -97,6 +97,10 @@ class Database:
             _tune_sqlite(writer, immediate=True)
             self._engines = [reader, writer]
             self._writer_engine = writer
+            # Switch the file to WAL once, here, before the reader and writer threads open
+            # their connections: converting needs the file to itself, and connections racing
+            # to convert it at start-up got "database is locked".
+            writer.connect().close()
             self._sync_reader = sessionmaker(reader, expire_on_commit=False, info=self.info)
             self._sync_writer = sessionmaker(writer, expire_on_commit=False, info=self.info)
             self._read_threads = ThreadPoolExecutor(SQLITE_READERS, "parley-sqlite-read")
@@ -224,10 +228,10 @@ def _tune_sqlite(engine: Engine, *, immediate: bool) -> None:
         # Take transaction control away from the driver so BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")  # first: the pragmas below may wait too
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
