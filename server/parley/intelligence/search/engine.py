@@ -163,24 +163,7 @@ def _text_search(
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     tags = tags_of(s, sorted({r.session_id for r in rows}), p.tenant_id)
-    items = [
-        {
-            "kind": r.kind,
-            "score": round(float(r.rank), 6),
-            "session": {
-                "id": r.session_id,
-                "title": r.title,
-                "status": r.status,
-                "tags": sorted(tags[r.session_id]),
-            },
-            "message": ({"id": r.ref_id, "seq": r.seq} if r.kind == "message" else None),
-            "ref_id": r.ref_id,
-            "author": r.author_id,
-            "created_at": iso(r.created_at),
-            "snippet": snippets.render(r.snippet or ""),
-        }
-        for r in rows
-    ]
+    items = [hit_view(r, round(float(r.rank), 6), r.snippet or "", tags) for r in rows]
     matched = (
         select(m.SearchDoc.id, m.SearchDoc.session_id, m.SearchDoc.created_at)
         .join(m.Session, m.Session.id == m.SearchDoc.session_id)
@@ -189,6 +172,26 @@ def _text_search(
     )
     facets = _facets(s, matched, backend, p.tenant_id)
     return items, more, facets
+
+
+def hit_view(r: Any, score: float, snippet: str, tags: dict[str, list[str]]) -> dict[str, Any]:
+    """One search hit on the wire, from a row of search documents joined with their session
+    (keyword and semantic search answer alike)."""
+    return {
+        "kind": r.kind,
+        "score": score,
+        "session": {
+            "id": r.session_id,
+            "title": r.title,
+            "status": r.status,
+            "tags": sorted(tags[r.session_id]),
+        },
+        "message": ({"id": r.ref_id, "seq": r.seq} if r.kind == "message" else None),
+        "ref_id": r.ref_id,
+        "author": r.author_id,
+        "created_at": iso(r.created_at),
+        "snippet": snippets.render(snippet),
+    }
 
 
 def _sessions_only(

@@ -15,10 +15,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
 from parley.governance.auth import Principal
-from parley.ids import iso
-from parley.intelligence import snippets
 from parley.intelligence.search.base import SearchBackend
-from parley.intelligence.search.engine import _doc_filters, _facets, _offset, _session_filters
+from parley.intelligence.search.engine import (
+    _doc_filters,
+    _facets,
+    _offset,
+    _session_filters,
+    hit_view,
+)
 from parley.intelligence.search.query import SearchQuery
 from parley.intelligence.semantic import store, vectors
 from parley.intelligence.semantic.service import PGVECTOR
@@ -148,21 +152,7 @@ def semantic_search(
     }
     tags = tags_of(s, sorted({r.session_id for r in rows.values()}), p.tenant_id)
     items = [
-        {
-            "kind": r.kind,
-            "score": score,
-            "session": {
-                "id": r.session_id,
-                "title": r.title,
-                "status": r.status,
-                "tags": sorted(tags[r.session_id]),
-            },
-            "message": ({"id": r.ref_id, "seq": r.seq} if r.kind == "message" else None),
-            "ref_id": r.ref_id,
-            "author": r.author_id,
-            "created_at": iso(r.created_at),
-            "snippet": snippets.render(_excerpt(r.body)),
-        }
+        hit_view(r, score, _excerpt(r.body), tags)
         for doc_id, score in page
         if (r := rows.get(doc_id)) is not None
     ]
