@@ -49,24 +49,29 @@ _ACCESS_LOCKED = _ACCESS.with_for_update(of=m.Session)
 
 
 _S = cast(Table, m.Session.__table__)
-_FACTS = select(
-    _S.c.last_seq,
-    _S.c.visibility,
+# The caller's role in, and removal from, the session row of the enclosing statement (bound
+# parameters ``tid`` and ``uid``): the access facts of the Core read and write paths.
+CALLER_ROLE = (
     select(m.Participant.role)
     .where(
         m.Participant.session_id == _S.c.id,
         m.Participant.tenant_id == bindparam("tid"),
         m.Participant.user_id == bindparam("uid"),
     )
-    .scalar_subquery(),
+    .scalar_subquery()
+)
+CALLER_REMOVED = (
     select(m.SessionRemoval.user_id)
     .where(
         m.SessionRemoval.session_id == _S.c.id,
         m.SessionRemoval.tenant_id == bindparam("tid"),
         m.SessionRemoval.user_id == bindparam("uid"),
     )
-    .scalar_subquery(),
-).where(_S.c.id == bindparam("sid"), _S.c.tenant_id == bindparam("tid"))
+    .scalar_subquery()
+)
+_FACTS = select(_S.c.last_seq, _S.c.visibility, CALLER_ROLE, CALLER_REMOVED).where(
+    _S.c.id == bindparam("sid"), _S.c.tenant_id == bindparam("tid")
+)
 
 
 def readable_last_seq(s: Session, p: Principal, session_id: str) -> tuple[int, Access]:

@@ -32,35 +32,16 @@ from parley.errors import NotFound
 from parley.governance.auth import Principal
 from parley.governance.crypto.columns import seal_values
 from parley.governance.policy import Access, Action, Visibility
-from parley.sessions.queries import plausible_id
+from parley.sessions.queries import CALLER_REMOVED, CALLER_ROLE, plausible_id
 from parley.sessions.rules import Role
 from parley.storage import feed_log
 from parley.storage import models as m
 
 _S = cast(Table, m.Session.__table__)
 _P = cast(Table, m.Participant.__table__)
-_R = cast(Table, m.SessionRemoval.__table__)
 _M = cast(Table, m.Message.__table__)
 _E = cast(Table, m.Event.__table__)
 
-_ROLE = (
-    select(_P.c.role)
-    .where(
-        _P.c.session_id == _S.c.id,
-        _P.c.tenant_id == bindparam("tid"),
-        _P.c.user_id == bindparam("uid"),
-    )
-    .scalar_subquery()
-)
-_REMOVED = (
-    select(_R.c.user_id)
-    .where(
-        _R.c.session_id == _S.c.id,
-        _R.c.tenant_id == bindparam("tid"),
-        _R.c.user_id == bindparam("uid"),
-    )
-    .scalar_subquery()
-)
 # Built once: building a statement costs more CPU than running its cached compiled form.
 _CLAIM = (
     update(_S)
@@ -69,7 +50,7 @@ _CLAIM = (
         last_seq=_S.c.last_seq + bindparam("n", type_=BigInteger),
         updated_at=bindparam("now", type_=_S.c.updated_at.type),
     )
-    .returning(_S.c.last_seq, _S.c.status, _S.c.visibility, _ROLE, _REMOVED)
+    .returning(_S.c.last_seq, _S.c.status, _S.c.visibility, CALLER_ROLE, CALLER_REMOVED)
 )
 _PARENT = select(_M.c.id).where(
     _M.c.id == bindparam("mid"),
