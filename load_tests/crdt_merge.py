@@ -36,7 +36,7 @@ from pycrdt import Doc, Text, create_sync_message, create_update_message, handle
 from websockets.asyncio.client import ClientConnection, connect
 
 from load_tests.quick_fanout import wait_ready
-from load_tests.servers import free_port
+from load_tests.servers import BENCH_ENV, free_port
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -54,7 +54,7 @@ def start_server(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
         "PARLEY_FRAME_RATE": "10000000",
         "PARLEY_FRAME_BURST": "10000000",
         "PARLEY_SEND_QUEUE_FRAMES": "1000000",
-        "PARLEY_LOG_LEVEL": "warning",
+        **BENCH_ENV,
         "PARLEY_DOC_IDLE_SECONDS": "0",
     }
     cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port)]

@@ -21,7 +21,7 @@ import httpx
 import msgpack
 from websockets.asyncio.client import connect
 
-from load_tests.servers import free_port
+from load_tests.servers import BENCH_ENV, free_port
 
 
 def start_server(
@@ -38,7 +38,7 @@ def start_server(
         "PARLEY_SECRET": "bench-secret-" + "x" * 40,
         "PARLEY_FRAME_RATE": "1000000",
         "PARLEY_FRAME_BURST": "1000000",
-        "PARLEY_LOG_LEVEL": "warning",
+        **BENCH_ENV,
         "PARLEY_SEND_QUEUE_FRAMES": "100000",
     }
     if database_url:

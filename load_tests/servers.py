@@ -32,6 +32,10 @@ import httpx
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TENANT = "bench"
+# What every benchmarked Parley server runs with, beside its own limits. Semantic search is an
+# optional extra (`parley[semantic]`, not in a plain install): with it, every server would load
+# a sentence model at start-up and embed every benchmark message on the server's core.
+BENCH_ENV = {"PARLEY_LOG_LEVEL": "warning", "PARLEY_SEMANTIC": "false"}
 
 
 def free_port() -> int:
@@ -170,7 +174,7 @@ class ParleyServer(Server):
             "PARLEY_SECRET": self.secret,
             "PARLEY_FRAME_RATE": "1000000000",
             "PARLEY_FRAME_BURST": "1000000000",
-            "PARLEY_LOG_LEVEL": "warning",
+            **BENCH_ENV,
             "PARLEY_SEND_QUEUE_FRAMES": str(send_queue_frames),
         }
         if broker_url:
