@@ -20,6 +20,11 @@ EVENTS_PUBLISHED = Counter(
 EVENTS_DELIVERED = Counter(
     "parley_events_delivered_total", "Events fanned out to local subscribers (once per event)."
 )
+REPLAYS = Counter(
+    "parley_replays_total",
+    "Resumes with since_seq, by where the missed events came from (memory or storage).",
+    ["source"],
+)
 GAP_FILLS = Counter("parley_gap_fills_total", "Seq gaps filled from storage.")
 RESYNCS = Counter(
     "parley_resyncs_total", "Session feeds caught up from storage after a broker interruption."

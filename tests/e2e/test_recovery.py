@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx
 from websockets.exceptions import ConnectionClosed
 
+from tests.e2e.gov_helpers import admin
 from tests.support import RunningServer, WsClient, start_server
 
 
@@ -157,3 +159,63 @@ async def test_a_send_retried_after_a_reconnect_is_stored_once(server: RunningSe
     async with server.http("alice") as h:
         items = (await h.get(f"/sessions/{sid}/messages")).json()["items"]
     assert [(m["text"], m["client_id"]) for m in items] == [("hi", "k")]
+
+
+def _replays(text: str, source: str) -> float:
+    sample = f'parley_replays_total{{source="{source}"}}'
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_resume_is_answered_from_recent_events_until_a_purge_rewrites_them(
+    server: RunningServer,
+) -> None:
+    """A resume within the feed's recent events needs no storage read; after a purge blanked
+    stored events, the memory copy is never served again (on every database)."""
+    secret = "kiwi-private-words"
+    sid = await server.create_session("bob")  # open: alice joins with her first message
+    async with (
+        server.client("bob") as keeper,
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as plain,
+    ):
+        ack = await keeper.subscribe(sid)  # keeps the session's feed on this process
+        last_seen = ack["seq"]
+        async with server.http("alice") as alice:
+            r = await alice.post(f"/sessions/{sid}/messages", json={"text": secret})
+            assert r.status_code == 201, r.text
+            r = await alice.post(f"/sessions/{sid}/messages", json={"text": "second"})
+            assert r.status_code == 201, r.text
+        await keeper.events(3)  # alice joined, her two messages: delivered through the feed
+
+        before = (await plain.get("/metrics")).text
+        async with server.client("bob") as resumed:
+            ack = await resumed.subscribe(sid, since_seq=last_seen)
+            events = await resumed.events(3)
+            assert ack["replayed"] == 3
+            assert [e["event"] for e in events] == [
+                "participant.joined",
+                "message.created",
+                "message.created",
+            ]
+            assert [e["data"]["message"]["text"] for e in events[1:]] == [secret, "second"]
+            assert [e["seq"] for e in events] == [last_seen + 1, last_seen + 2, last_seen + 3]
+        after = (await plain.get("/metrics")).text
+        assert _replays(after, "memory") == _replays(before, "memory") + 1
+        assert _replays(after, "storage") == _replays(before, "storage")
+
+        async with admin(server) as root:
+            r = await root.post("/tenant/users/alice/purge")
+            assert r.status_code == 200, r.text
+
+        before = (await plain.get("/metrics")).text
+        async with server.client("bob") as resumed:
+            ack = await resumed.subscribe(sid, since_seq=last_seen)
+            events = await resumed.events(ack["replayed"])
+            assert secret not in str(events)
+            texts = [e["data"]["message"]["text"] for e in events if e["event"].startswith("m")]
+            assert texts == ["", ""]
+        after = (await plain.get("/metrics")).text
+        assert _replays(after, "storage") == _replays(before, "storage") + 1
+        assert _replays(after, "memory") == _replays(before, "memory")

@@ -1,12 +1,16 @@
-"""Token claims: the tenant role travels in the token and defaults to member."""
+"""Token claims: the tenant role travels in the token and defaults to member; verified tokens
+are remembered but still expire."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import jwt
 import pytest
 
 from parley.errors import AuthError
-from parley.governance.auth import TenantRole, create_token, verify_token
+from parley.governance.auth import TenantRole, TokenVerifier, create_token, verify_token
 
 KEY = "k" * 40
 
@@ -33,3 +37,17 @@ def test_an_unknown_role_is_refused() -> None:
     )
     with pytest.raises(AuthError, match="unknown tenant role"):
         verify_token(KEY, forged)
+
+
+async def test_a_remembered_token_still_expires() -> None:
+    verifier = TokenVerifier(KEY)
+    token = create_token(KEY, user_id="ann", tenant_id="acme", ttl_seconds=1)
+    principal, exp = await verifier.verify_expiry(token)
+    assert principal.user_id == "ann"
+    assert (await verifier.verify_expiry(token)) == (principal, exp)  # answered from memory
+    assert exp is not None
+    await asyncio.sleep(max(0.0, exp - time.time()) + 0.05)
+    with pytest.raises(AuthError, match="token expired"):
+        await verifier.verify_expiry(token)
+    with pytest.raises(AuthError, match="invalid token"):
+        await verifier.verify_expiry(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])

@@ -121,3 +121,42 @@ async def test_ephemeral_events_go_to_live_subscribers_only() -> None:
     feed.accept(OutEvent.from_frame({**frame(0, "typing"), "ephemeral": True}))
     assert await live_sink.wait(1) == [0]
     assert replaying_sink.seqs == []
+
+
+def delivered_feed(last: int) -> SessionFeed:
+    feed = feed_with([])
+    feed.initialise(0)
+    feed.note_history(0)
+    for seq in range(1, last + 1):
+        feed.accept(OutEvent.from_frame(frame(seq)))
+    return feed
+
+
+async def test_recent_events_answer_a_resume_only_when_they_are_all_of_it() -> None:
+    feed = delivered_feed(100)  # more than the feed keeps
+    assert [e.seq for e in feed.recent_after(95, 100, 0) or []] == [96, 97, 98, 99, 100]
+    assert feed.recent_after(100, 100, 0) == []  # nothing missed
+    assert feed.recent_after(10, 100, 0) is None  # older than what memory holds
+    assert feed.recent_after(95, 101, 0) is None  # storage has an event the feed has not
+    assert feed.recent_after(101, 101, 0) is None
+    assert feed.recent_after(95, 100, 1) is None  # a newer stored history than memory's
+
+
+async def test_a_newer_history_revision_drops_the_recent_events() -> None:
+    feed = delivered_feed(3)
+    feed.note_history(0)
+    assert [e.seq for e in feed.recent_after(1, 3, 0) or []] == [2, 3]
+    feed.note_history(1)  # a purge rewrote stored events
+    assert feed.recent_after(1, 3, 1) is None
+    feed.note_history(0)  # a reader from before the purge does not turn it back
+    assert feed.recent_after(1, 3, 0) is None
+    feed.accept(OutEvent.from_frame(frame(4)))
+    assert [e.seq for e in feed.recent_after(3, 4, 1) or []] == [4]
+
+
+async def test_a_skipped_seq_empties_the_recent_events() -> None:
+    feed = delivered_feed(3)
+    feed.delivered = 5  # as after a subscriber's floor moved the feed past 4 and 5
+    feed.accept(OutEvent.from_frame(frame(6)))
+    assert feed.recent_after(2, 6, 0) is None
+    assert [e.seq for e in feed.recent_after(5, 6, 0) or []] == [6]

@@ -140,6 +140,9 @@ class OidcTokens(Protocol):
         """The principal of a valid token; :class:`AuthError` with the reason otherwise."""
 
 
+VERIFIED_CACHE = 10_000  # tokens remembered per process
+
+
 class TokenVerifier:
     """Every place that accepts a bearer token asks this: Parley's own HS256 tokens, and
     tokens of the configured OpenID Connect provider when SSO is on."""
@@ -147,6 +150,10 @@ class TokenVerifier:
     def __init__(self, key: str, oidc: OidcTokens | None = None) -> None:
         self.key = key
         self.oidc = oidc
+        # Parley tokens already verified: a reconnecting client presents the same token again,
+        # and checking its signature and claims was a large part of each connect. Once valid,
+        # only its expiry can change that (``iat`` and ``nbf`` only move into the past).
+        self._verified: dict[str, tuple[Principal, int | None]] = {}
 
     async def verify(self, token: str) -> Principal:
         """The principal of ``token``; :class:`AuthError` with the precise reason otherwise.
@@ -163,7 +170,17 @@ class TokenVerifier:
             # Verified just above, so its own ``exp`` claim can be trusted.
             exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
             return principal, exp if isinstance(exp, int) else None
-        return verify_token_expiry(self.key, token)
+        known = self._verified.get(token)
+        if known is not None:
+            if known[1] is not None and known[1] <= time.time():
+                del self._verified[token]
+                raise AuthError("token expired")
+            return known
+        verified = verify_token_expiry(self.key, token)
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[token] = verified
+        return verified
 
 
 def _is_parley_token(token: str) -> bool:

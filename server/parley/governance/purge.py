@@ -164,6 +164,13 @@ async def purge_user(
                     )
                 )
             )
+            if events:
+                # Servers' memory copies of recent events (hub/feed.py) are now stale.
+                s.execute(
+                    update(m.Session)
+                    .where(m.Session.id == session_id, m.Session.tenant_id == tenant_id)
+                    .values(history_rev=m.Session.history_rev + 1)
+                )
             return messages, events, participants
 
         messages, events, participants = await db.write(all_tenants(ONE_TENANT, work))

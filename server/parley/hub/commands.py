@@ -52,7 +52,8 @@ class CommandContext:
 
 
 async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
-    last = await ctx.service.last_seq(ctx.principal, frame.session)  # not found for others
+    facts = await ctx.service.read_facts(ctx.principal, frame.session)  # not found for others
+    last = facts.last_seq
     if frame.since_seq is not None and frame.since_seq > last:
         raise InvalidRequest(
             f"since_seq {frame.since_seq} is ahead of the session (last seq {last})",
@@ -68,7 +69,13 @@ async def _subscribe(ctx: CommandContext, frame: f.Subscribe) -> None:
         )
 
     await ctx.hub.subscribe(
-        ctx.conn, ctx.principal.tenant_id, frame.session, frame.since_seq, ready, last_seq=last
+        ctx.conn,
+        ctx.principal.tenant_id,
+        frame.session,
+        frame.since_seq,
+        ready,
+        last_seq=last,
+        history=facts.history_rev,
     )
     if acked:
         await _stream_snapshot(ctx, frame.session, acked[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,12 @@ from parley.hub.events import OutEvent
 log = structlog.get_logger("parley.hub")
 
 EventsAfter = Callable[[str, int, int], Awaitable[list[dict[str, Any]]]]
+
+# Recent events kept per feed, to answer ``since_seq`` resumes without a storage read: a client
+# that lost its connection for a moment usually misses a few events, and in a reconnect storm
+# every client of a session asks for the same few. Bounded in number and age.
+RECENT_EVENTS = 64
+RECENT_SECONDS = 30.0
 
 
 class Subscription:
@@ -67,6 +74,10 @@ class SessionFeed:
         self._max_buffer = max_buffer
         self._gap_task: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
+        # The last delivered events, consecutive seqs, with when they were delivered; valid for
+        # the session's stored history revision ``history`` (``models.Session.history_rev``).
+        self._recent: deque[tuple[float, OutEvent]] = deque(maxlen=RECENT_EVENTS)
+        self.history: int | None = None
 
     def __len__(self) -> int:
         return len(self.live) + len(self.replaying)
@@ -112,7 +123,38 @@ class SessionFeed:
 
     def _deliver(self, event: OutEvent) -> None:
         self.delivered = event.seq
+        recent = self._recent
+        if recent and recent[-1][1].seq != event.seq - 1:
+            recent.clear()
+        recent.append((time.monotonic(), event))
         self._fanout(event, include_replaying=True)
+
+    def note_history(self, history: int) -> None:
+        """A subscriber read the session's stored history revision ``history`` with its
+        access. A newer one means stored events were rewritten (a purge) since the recent
+        events were delivered: they are dropped."""
+        if self.history is None or history > self.history:
+            if self.history is not None:
+                self._recent.clear()
+            self.history = history
+
+    def recent_after(self, since_seq: int, last_seq: int, history: int) -> list[OutEvent] | None:
+        """The delivered events after ``since_seq`` when memory holds exactly what storage
+        answered the caller's read: every event up to its ``last_seq``, under the same stored
+        history revision ``history``. None when storage must be read."""
+        if history != self.history:
+            return None
+        if self.delivered is None or since_seq > self.delivered or last_seq > self.delivered:
+            return None
+        if since_seq == self.delivered:
+            return []
+        recent = self._recent
+        horizon = time.monotonic() - RECENT_SECONDS
+        while recent and recent[0][0] < horizon:
+            recent.popleft()
+        if not recent or recent[0][1].seq > since_seq + 1 or recent[-1][1].seq != self.delivered:
+            return None
+        return [event for _, event in recent if event.seq > since_seq]
 
     def _fanout(self, event: OutEvent, *, include_replaying: bool) -> None:
         written = 0  # frames written at once, counted once for the fan-out

@@ -190,10 +190,13 @@ class Hub:
         on_ready: Callable[[int, int, list[dict[str, str]]], None],
         *,
         last_seq: int = 0,
+        history: int | None = None,
     ) -> None:
-        """Subscribe ``conn``; replay events after ``since_seq`` from storage, then go live.
-        ``last_seq``: the session's last seq as the caller read it before (the floor of a
-        subscription without ``since_seq`` when the feed is behind storage).
+        """Subscribe ``conn``; replay events after ``since_seq``, then go live.
+        ``last_seq`` and ``history``: the session's last seq and history revision as the
+        caller read them with its access (the floor of a subscription without ``since_seq``
+        when the feed is behind storage; whether the feed's recent events may answer the
+        replay instead of storage).
 
         ``on_ready(seq, replayed, present_users)`` runs after the replay and before the first
         live event, so the client's ack separates the two. No event is skipped or sent twice:
@@ -206,6 +209,8 @@ class Hub:
             metrics.SUBSCRIPTIONS.inc()
         subs[session_id] = feed
         sub = feed.add_replaying(conn)
+        if history is not None:
+            feed.note_history(history)
         try:
             if since_seq is None:
                 # Every event after what the feed delivered reaches this subscription through
@@ -214,7 +219,13 @@ class Hub:
                 floor = max(feed.delivered or 0, last_seq)
                 replayed = 0
             else:
-                floor, replayed = await self._replay(conn, session_id, since_seq)
+                recent = (
+                    feed.recent_after(since_seq, last_seq, history) if history is not None else None
+                )
+                if recent is None:
+                    floor, replayed = await self._replay(conn, session_id, since_seq)
+                else:
+                    floor, replayed = await self._replay_recent(conn, since_seq, recent)
         except BaseException:
             feed.remove(conn)
             if subs.pop(session_id, None) is not None:
@@ -231,7 +242,16 @@ class Hub:
         on_ready(floor, replayed, present)
         feed.go_live(sub, floor)
 
+    async def _replay_recent(
+        self, conn: Connection, since_seq: int, events: list[OutEvent]
+    ) -> tuple[int, int]:
+        metrics.REPLAYS.labels(source="memory").inc()
+        for event in events:
+            await conn.send_event_waiting(event)
+        return (events[-1].seq if events else since_seq), len(events)
+
     async def _replay(self, conn: Connection, session_id: str, since_seq: int) -> tuple[int, int]:
+        metrics.REPLAYS.labels(source="storage").inc()
         floor, replayed = since_seq, 0
         while conn.is_open:
             frames = await self._events_after(session_id, floor, REPLAY_PAGE)

@@ -177,16 +177,22 @@ class AssistantStore:
         self.db = service.db
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, list[AssistantSpec]]] = {}
+        # Per tenant, the sessions that have any assistant: most sessions have none, and one
+        # read per tenant answers for all of them (instead of one per session and message).
+        self._with_assistants: dict[str, tuple[float, frozenset[str]]] = {}
 
     def _forget(self, tenant_id: str, session_id: str) -> None:
         self._cache.pop((tenant_id, session_id), None)
+        self._with_assistants.pop(tenant_id, None)
 
     async def of_session(self, tenant_id: str, session_id: str) -> list[AssistantSpec]:
         """The session's assistants, cached for ``cache_seconds`` (triggers run on every
         message; a change made on another process is seen within that time)."""
+        now = time.monotonic()
+        if session_id not in await self._sessions_with_assistants(tenant_id, now):
+            return []
         key = (tenant_id, session_id)
         hit = self._cache.get(key)
-        now = time.monotonic()
         if hit is not None and now - hit[0] < self.cache_seconds:
             return hit[1]
 
@@ -203,6 +209,26 @@ class AssistantStore:
             self._cache.clear()
         self._cache[key] = (now, specs)
         return specs
+
+    async def _sessions_with_assistants(self, tenant_id: str, now: float) -> frozenset[str]:
+        hit = self._with_assistants.get(tenant_id)
+        if hit is not None and now - hit[0] < self.cache_seconds:
+            return hit[1]
+
+        def work(s: Session) -> frozenset[str]:
+            return frozenset(
+                s.scalars(
+                    select(m.Assistant.session_id)
+                    .where(m.Assistant.tenant_id == tenant_id)
+                    .distinct()
+                ).all()
+            )
+
+        sessions = await self.db.read(work)
+        if len(self._with_assistants) > 10_000:
+            self._with_assistants.clear()
+        self._with_assistants[tenant_id] = (now, sessions)
+        return sessions
 
     async def by_id(self, tenant_id: str, assistant_id: str) -> AssistantSpec | None:
         """An assistant by id, for the relay itself (a queued prompt starting later)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
@@ -69,25 +69,33 @@ CALLER_REMOVED = (
     )
     .scalar_subquery()
 )
-_FACTS = select(_S.c.last_seq, _S.c.visibility, CALLER_ROLE, CALLER_REMOVED).where(
-    _S.c.id == bindparam("sid"), _S.c.tenant_id == bindparam("tid")
-)
+_FACTS = select(
+    _S.c.last_seq, _S.c.history_rev, _S.c.visibility, CALLER_ROLE, CALLER_REMOVED
+).where(_S.c.id == bindparam("sid"), _S.c.tenant_id == bindparam("tid"))
 
 
-def readable_last_seq(s: Session, p: Principal, session_id: str) -> tuple[int, Access]:
-    """The session's last seq and the caller's access, if they may read it (else exactly
-    'not found', as :func:`session_access`). One Core statement, no ORM object: subscribing
-    runs this for every client of a reconnect storm."""
+class ReadFacts(NamedTuple):
+    """What a reader of a session learns in one statement (:func:`readable_facts`)."""
+
+    last_seq: int
+    history_rev: int  # bumped when stored events are rewritten (``models.Session``)
+    access: Access
+
+
+def readable_facts(s: Session, p: Principal, session_id: str) -> ReadFacts:
+    """The session's last seq, history revision and the caller's access, if they may read it
+    (else exactly 'not found', as :func:`session_access`). One Core statement, no ORM object:
+    subscribing runs this for every client of a reconnect storm."""
     if not plausible_id(session_id):
         raise NotFound(f"session {session_id[:80]!r} not found")
     params = {"tid": p.tenant_id, "uid": p.user_id, "sid": session_id}
     found = s.connection().execute(_FACTS, params).first()
     if found is None:
         raise NotFound(f"session {session_id!r} not found")
-    last_seq, visibility, role, removed = found
+    last_seq, history_rev, visibility, role, removed = found
     access = Access(p, Visibility(visibility), Role(role) if role else None, removed is not None)
     access.check(Action.READ, session_id)
-    return int(last_seq), access
+    return ReadFacts(int(last_seq), int(history_rev), access)
 
 
 def readable_sessions_filter(p: Principal) -> ColumnElement[bool]:

@@ -24,10 +24,11 @@ from parley.governance.policy import Access, Action, Visibility, check_change_me
 from parley.ids import new_id, utcnow
 from parley.sessions import rules, writes
 from parley.sessions.queries import (
+    ReadFacts,
     message_by_client_id,
     message_row,
     new_event,
-    readable_last_seq,
+    readable_facts,
     readable_sessions_filter,
     session_access,
     session_row,
@@ -363,7 +364,11 @@ class SessionService:
 
     async def last_seq(self, p: Principal, session_id: str) -> int:
         """The newest ``seq`` of a session the caller may read."""
-        return await self.db.read(lambda s: readable_last_seq(s, p, session_id)[0])
+        return (await self.read_facts(p, session_id)).last_seq
+
+    async def read_facts(self, p: Principal, session_id: str) -> ReadFacts:
+        """Last seq, history revision and access of a session the caller may read."""
+        return await self.db.read(lambda s: readable_facts(s, p, session_id))
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -708,7 +713,7 @@ class SessionService:
 
     async def access_of(self, p: Principal, session_id: str) -> Access:
         """The caller's access to a session they may read (else ``NotFound``)."""
-        return await self.db.read(lambda s: readable_last_seq(s, p, session_id)[1])
+        return (await self.read_facts(p, session_id)).access
 
     async def _access_changed(self, tenant_id: str, session_id: str, user_id: str | None) -> None:
         for listener in self.access_listeners:

@@ -87,6 +87,9 @@ class Session(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger)
     # Who may read it besides its participants (governance/policy.py): private | tenant | open
     visibility: Mapped[str] = mapped_column(String(16), server_default="open")
+    # Bumped when stored events are rewritten (a user purge): memory copies of recent events
+    # (hub/feed.py) made before that are not served again.
+    history_rev: Mapped[int] = mapped_column(BigInteger, server_default="0")
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
         Index(None, "tenant_id", "status", "id"),
