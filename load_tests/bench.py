@@ -13,6 +13,8 @@ Scenarios (no scenario named: the standard set, as `make bench` runs it):
   fanout-typing the same with ephemeral `typing` events: pure fan-out, no database
   sessions      1,000 sessions x 10 subscribers: publishes/s at saturation, then p50/p99/p99.9
                 latency at half of that rate
+  sessions-typing  the same with ephemeral `typing` events over 300 sessions: the hub's own
+                path, no database
   slow-reader   one subscriber stops reading: everyone else's p99 before and during, and when
                 the server cuts it off (close 4008)
   reconnect     a storm of 5,000 clients reconnecting at once with since_seq: time to resume,
@@ -60,8 +62,8 @@ from load_tests.servers import (
 
 SERVER_CPU = "0"
 CLIENT_CPU = 1
-STANDARD = ["idle", "fanout", "fanout-typing", "sessions", "slow-reader", "reconnect", "redis"]
-STANDARD += ["llm", "crdt"]
+STANDARD = ["idle", "fanout", "fanout-typing", "sessions", "sessions-typing", "slow-reader"]
+STANDARD += ["reconnect", "redis", "llm", "crdt"]
 
 
 # -- results -------------------------------------------------------------------------------
@@ -503,14 +505,19 @@ def scenario_fanout(ctx: Ctx, kind: str = "message") -> None:
     )
 
 
-def scenario_sessions(ctx: Ctx) -> None:
+def scenario_sessions(ctx: Ctx, kind: str | None = None) -> None:
+    """M sessions x N subscribers: saturation, then latency at half of it. ``kind`` typing
+    ("sessions-typing") publishes ephemeral events: the hub's own path, without storage."""
     a = ctx.args
-    m, n = a.sessions, a.session_subscribers
+    name = "sessions" if kind is None else f"sessions-{kind}"
+    kind = kind or a.kind
+    m = a.sessions if name == "sessions" else a.typing_sessions
+    n = a.session_subscribers
     sat: dict[str, Window] = {}
     half: dict[str, Window] = {}
     rate = a.rate
     for server_kind in ctx.kinds:
-        with running(ctx, server_kind, "sessions") as server:
+        with running(ctx, server_kind, name) as server:
             sessions = server.create_sessions(m)
             pubs = publisher_specs(server, sessions, a.session_publishers)
             subs = subscriber_specs(server, sessions, n - 1, probe_every=n)
@@ -521,10 +528,17 @@ def scenario_sessions(ctx: Ctx) -> None:
             ctx.gen.setup(server.ws_url(), pubs)
             ctx.gen.call("prime", timeout=120)
             log(
-                f"sessions {server_kind}: {setup['connected']} subscribers in "
+                f"{name} {server_kind}: {setup['connected']} subscribers in "
                 f"{setup['elapsed']:.1f}s, primed"
             )
-            ctx.gen.call("publish", {"kind": a.kind, "mode": "closed", "window": a.window})
+            if kind == "message":
+                # Acked sends: a window of them in flight per publisher finds the saturation.
+                load = {"kind": kind, "mode": "closed", "window": a.window}
+            else:
+                # Typing has no ack, and a window waiting for each event to come back left
+                # both servers half idle: offer the target rate instead and count what is done.
+                load = {"kind": kind, "mode": "rate", "rate": 8000 / len(ctx.gen.pipes)}
+            ctx.gen.call("publish", load)
             time.sleep(a.warmup)
             w = measure(server, ctx.gen, a.duration)
             ctx.gen.call("stop", {"drain": 5.0})
@@ -533,7 +547,7 @@ def scenario_sessions(ctx: Ctx) -> None:
                 rate = w.publishes_per_s / 2
             time.sleep(0.5)
             per = rate / len(ctx.gen.pipes)
-            ctx.gen.call("publish", {"kind": a.kind, "mode": "rate", "rate": per})
+            ctx.gen.call("publish", {"kind": kind, "mode": "rate", "rate": per})
             time.sleep(a.warmup)
             h = measure(server, ctx.gen, a.duration)
             ctx.gen.call("stop", {"drain": 5.0})
@@ -542,7 +556,7 @@ def scenario_sessions(ctx: Ctx) -> None:
             if closed:
                 log(f"    ! connections closed during the run: {closed}")
             log(
-                f"sessions {server_kind}: saturation {w.publishes_per_s:,.0f} publishes/s "
+                f"{name} {server_kind}: saturation {w.publishes_per_s:,.0f} publishes/s "
                 f"({w.frames_per_s:,.0f} frames/s counted, cpu {w.cpu:.0f}%, generator "
                 f"{w.gen_cpu:.0f}%); at {rate:,.0f}/s: {h.publishes_per_s:,.0f}/s p50 "
                 f"{ms(h.latencies, 0.5) or 0:.2f} ms p99 {ms(h.latencies, 0.99) or 0:.2f} ms "
@@ -554,10 +568,10 @@ def scenario_sessions(ctx: Ctx) -> None:
     ph, bh = half.get("parley"), half.get("baseline")
     if p is None or ph is None:
         return
-    label = f"{m:,} x {n}"
+    label = f"{m:,} x {n}" + ("" if kind == "message" else f" {kind} (no storage)")
     ctx.report.add(
         Row(
-            "sessions",
+            name,
             f"{label}: publishes/s at saturation",
             "pub/s",
             Figure(p.publishes_per_s, p.cpu),
@@ -570,7 +584,7 @@ def scenario_sessions(ctx: Ctx) -> None:
     # log); counting them at the clients is exact only up to SO_RCVLOWAT batches per window.
     ctx.report.add(
         Row(
-            "sessions",
+            name,
             f"{label}: delivered at saturation",
             "frames/s",
             Figure(p.publishes_per_s * n, p.cpu),
@@ -583,7 +597,7 @@ def scenario_sessions(ctx: Ctx) -> None:
         pv = ms(ph.latencies, q)
         ctx.report.add(
             Row(
-                "sessions",
+                name,
                 f"p{q * 100:g} at {rate:,.0f} pub/s (half sat.)",
                 "ms",
                 Figure(pv, ph.cpu),
@@ -1017,6 +1031,7 @@ SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "fanout": scenario_fanout,
     "fanout-typing": lambda ctx: scenario_fanout(ctx, "typing"),
     "sessions": scenario_sessions,
+    "sessions-typing": lambda ctx: scenario_sessions(ctx, "typing"),
     "slow-reader": scenario_slow_reader,
     "reconnect": scenario_reconnect,
     "redis": scenario_redis,
@@ -1097,6 +1112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     s.add_argument(
         "--session-publishers", type=int, default=50, help="sessions: publisher connections"
+    )
+    s.add_argument(
+        "--typing-sessions",
+        type=int,
+        default=300,
+        help="sessions-typing: number of sessions (fewer than M: the run is about the hub's "
+        "path, and a closed window over 1,000 sessions does not saturate it)",
     )
     s.add_argument(
         "--rate",
