@@ -1,5 +1,5 @@
 """Group commit in the SQLite writer thread: units of work queued together share one
-transaction, each in its own SAVEPOINT, so one that fails is rolled back alone."""
+transaction; one that fails is rolled back alone (the others run again, each in a SAVEPOINT)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,6 +103,59 @@ async def test_units_of_one_batch_do_not_share_orm_state(db: Database) -> None:
     outcomes = await _queued_behind_a_blocker(db, [rename("one"), rename("two")])
 
     assert outcomes == ["acme", "one"]
+
+
+async def test_units_before_a_failure_run_again_and_are_stored_once(db: Database) -> None:
+    await db.write(_add_tenant("taken"))
+    runs: list[str] = []
+
+    def counted(tenant_id: str) -> database.UnitOfWork[str]:
+        inner = _add_tenant(tenant_id)
+
+        def work(s: Session) -> str:
+            runs.append(tenant_id)
+            return inner(s)
+
+        return work
+
+    units = [counted("t1"), counted("t2"), _add_tenant("taken"), counted("t3")]
+    outcomes = await _queued_behind_a_blocker(db, units)
+
+    assert outcomes[:2] == ["t1", "t2"]
+    assert isinstance(outcomes[2], IntegrityError)
+    assert outcomes[3] == "t3"
+    # The first pass was rolled back at the failure; the second stored each unit once.
+    assert runs == ["t1", "t2", "t1", "t2", "t3"]
+    stored = await db.read(lambda s: sorted(s.scalars(select(m.Tenant.id)).all()))
+    assert stored == ["t1", "t2", "t3", "taken"]
+
+
+async def test_a_core_write_between_orm_units_is_seen_by_the_next(db: Database) -> None:
+    """One session serves the batch: it is emptied between units, so an ORM object loaded by
+    an earlier unit never hides a later Core statement's change from the next unit."""
+    await db.write(_add_tenant("acme"))
+    held: list[m.Tenant] = []  # units' results often hold rows: keep them alive likewise
+
+    def orm_append(suffix: str) -> database.UnitOfWork[str]:
+        def work(s: Session) -> str:
+            row = s.get(m.Tenant, "acme")
+            assert row is not None
+            row.name += suffix
+            held.append(row)
+            return row.name
+
+        return work
+
+    tenants = m.Tenant.__table__
+
+    def core_append(s: Session) -> str:
+        # A table-level statement, as the hot paths use: the ORM does not synchronise it.
+        s.execute(update(tenants).where(tenants.c.id == "acme").values(name=tenants.c.name + "b"))
+        return "core"
+
+    outcomes = await _queued_behind_a_blocker(db, [orm_append("a"), core_append, orm_append("c")])
+
+    assert outcomes == ["acmea", "core", "acmeabc"]
 
 
 def test_the_key_ring_name_matches_the_crypto_module() -> None:

@@ -9,11 +9,13 @@ busy-waiting, and ``seq`` allocation cannot interleave. Reads use a small pool o
 connections; WAL mode lets them run beside the writer.
 
 Group commit: when several units of work are queued, the writer thread runs them in one
-transaction, each inside its own SAVEPOINT (and its own ORM session), so one that raises is
-rolled back alone while the others commit together. Under load this shares BEGIN, COMMIT, the
-WAL write and the thread hop among the batch. Results are handed out only after the COMMIT, so
-nothing is published before it is durable. Not while encryption at rest is on: its key ring
-learns of new keys from each session's own commit.
+transaction and hands out results only after the COMMIT, so nothing is published before it is
+durable. Under load this shares BEGIN, COMMIT, the WAL write and the thread hop among the
+batch. Units run back to back first; if one raises, the transaction is rolled back, that unit
+gets its exception, and the others run again, each in its own SAVEPOINT, so one failure never
+sinks the rest. **A unit may therefore run twice** (its first run rolled back): units of work
+must have no effects outside their session, which is how they are written anyway. Not while
+encryption at rest is on: its key ring learns of new keys from each session's own commit.
 
 PostgreSQL (scale-out): the same functions run through ``AsyncSession.run_sync`` over asyncpg.
 ``seq`` allocation relies on the row lock of ``SELECT ... FROM sessions ... FOR UPDATE`` taken at
@@ -179,6 +181,31 @@ class Database:
             return False, exc
 
     def _write_group(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
+        """One transaction and one ORM session for the batch, emptied between units so each
+        starts as in a session of its own. A unit that raises spoils the transaction: it is
+        rolled back, the unit's outcome is its exception, and the others run again, each in a
+        SAVEPOINT (:meth:`_write_savepoints`)."""
+        outcomes: list[tuple[bool, Any]] = []
+        failed: tuple[int, Exception] | None = None
+        try:
+            with self._sync_writer() as session, session.begin():
+                for i, job in enumerate(batch):
+                    try:
+                        outcomes.append((True, job.fn(session)))
+                        session.flush()
+                    except Exception as exc:
+                        failed = (i, exc)
+                        raise
+                    session.expunge_all()
+        except Exception as exc:
+            if failed is None:  # BEGIN or COMMIT failed: nothing of the batch is stored
+                return [(False, exc)] * len(batch)
+            index, error = failed
+            rest = self._write_savepoints(batch[:index] + batch[index + 1 :])
+            return [*rest[:index], (False, error), *rest[index:]]
+        return outcomes
+
+    def _write_savepoints(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
         """One transaction for the batch, a SAVEPOINT and an ORM session per unit."""
         outcomes: list[tuple[bool, Any]] = []
         try:
