@@ -876,40 +876,47 @@ def scenario_redis(ctx: Ctx) -> None:
             ctx.gen.setup(server.ws_url(), pubs)
             ctx.gen.call("prime", timeout=120)
             per = a.redis_rate / len(ctx.gen.pipes)
-            ctx.gen.call("publish", {"kind": "message", "mode": "rate", "rate": per})
-            time.sleep(a.warmup)
-            w = measure(server, ctx.gen, a.duration)
-            ctx.gen.call("stop", {"drain": 5.0})
-            log(
-                f"redis: {w.publishes_per_s:,.0f} publishes/s, p99 "
-                f"{ms(w.latencies, 0.99) or 0:.1f} ms, hubs cpu {w.cpu:.0f}% (of one core)"
-            )
+            windows: dict[str, Window] = {}
+            # Typing first (the same hubs and clients, without the database), then durable
+            # sends: what the database cannot take queues up and would delay anything after.
+            for kind in ("typing", "message"):
+                ctx.gen.call("publish", {"kind": kind, "mode": "rate", "rate": per})
+                time.sleep(a.warmup)
+                w = windows[kind] = measure(server, ctx.gen, a.duration)
+                ctx.gen.call("stop", {"drain": 5.0})
+                log(
+                    f"redis {kind}: {w.publishes_per_s:,.0f} publishes/s, p99 "
+                    f"{ms(w.latencies, 0.99) or 0:.1f} ms, hubs cpu {w.cpu:.0f}% (of one core)"
+                )
     finally:
         redis.stop()
     label = f"2 hubs, {a.redis_sessions} x {a.redis_subscribers} at {a.redis_rate:,.0f}/s"
-    ctx.report.add(
-        Row(
-            "redis",
-            f"{label}: publishes/s",
-            "pub/s",
-            Figure(w.publishes_per_s, w.cpu),
-            None,
-            f">= {a.redis_rate:,.0f}",
-            w.publishes_per_s >= 0.98 * a.redis_rate,
+    for kind in ("message", "typing"):
+        w = windows[kind]
+        what = "" if kind == "message" else " typing (no storage)"
+        ctx.report.add(
+            Row(
+                "redis",
+                f"{label}{what}: publishes/s",
+                "pub/s",
+                Figure(w.publishes_per_s, w.cpu),
+                None,
+                f">= {a.redis_rate:,.0f}",
+                w.publishes_per_s >= 0.98 * a.redis_rate,
+            )
         )
-    )
-    p99 = ms(w.latencies, 0.99)
-    ctx.report.add(
-        Row(
-            "redis",
-            "p99 publish to delivery",
-            "ms",
-            Figure(p99, w.cpu),
-            None,
-            "<= 20 ms",
-            None if p99 is None else p99 <= 20,
+        p99 = ms(w.latencies, 0.99)
+        ctx.report.add(
+            Row(
+                "redis",
+                f"p99 publish to delivery{what}",
+                "ms",
+                Figure(p99, w.cpu),
+                None,
+                "<= 20 ms",
+                None if p99 is None else p99 <= 20,
+            )
         )
-    )
 
 
 def run_script(ctx: Ctx, module: str, *args: str, timeout: float = 240) -> str:

@@ -123,6 +123,21 @@ async def test_ephemeral_events_go_to_live_subscribers_only() -> None:
     assert replaying_sink.seqs == []
 
 
+async def test_ephemeral_events_reach_a_subscriber_waiting_for_the_feed() -> None:
+    """Acked and ahead of the feed (storage was ahead of the broker): stream deltas and typing
+    must not be lost while the feed catches up."""
+    sink = Sink()
+    feed = feed_with([])
+    feed.initialise(0)
+    sub = feed.add_replaying(connection(sink))
+    feed.go_live(sub, 2)
+    assert not feed.live
+    feed.accept(OutEvent.from_frame({**frame(0, "stream.delta"), "ephemeral": True}))
+    for seq in (1, 2, 3):
+        feed.accept(OutEvent.from_frame(frame(seq)))
+    assert await sink.wait(2) == [0, 3]
+
+
 def delivered_feed(last: int) -> SessionFeed:
     feed = feed_with([])
     feed.initialise(0)

@@ -163,7 +163,14 @@ class SessionFeed:
                 written += 1
         if written:
             metrics.FRAMES_OUT.inc(written)
-        if include_replaying and self.replaying:
+        if not include_replaying:
+            # Ephemeral events (stream deltas, typing): a subscription that was acked and only
+            # waits for the feed to reach its floor is live for them; one still replaying is
+            # not (its ack, which comes first, is not out yet).
+            for sub in self.replaying.values():
+                if sub.floor is not None:
+                    sub.conn.send_event(event)
+        elif self.replaying:
             promoted: list[Subscription] = []
             for sub in self.replaying.values():
                 if sub.floor is not None:
