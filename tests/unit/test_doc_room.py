@@ -201,3 +201,45 @@ def test_annotation_events_are_announced_by_the_process_of_the_writer() -> None:
     other = room()
     other.apply_remote(doc.get_update())
     assert other._announced["a1"] == (True, True)
+
+
+def test_deferred_relays_reach_each_peer_merged_and_never_its_own() -> None:
+    clock = iter(range(1000, 100000))
+    r = Room("t", "s", Limits(), clock=lambda: float(next(clock)), defer_relays=True)
+    a, b, c = peer("a"), peer("b"), peer("c")
+    for p in (a, b, c):
+        r.join(p)
+    writers: dict[str, Doc[Any]] = {"a": Doc(), "b": Doc()}
+    outbox: list[tuple[FakePeer, bytes]] = []
+    for name, p in (("a", a), ("b", b)):
+        writers[name].observe(lambda event, p=p: outbox.append((p, event.update)))
+    writers["a"].get("notes", type=Text).insert(0, "aa")
+    writers["a"].get("notes", type=Text).insert(2, "A")
+    writers["b"].get("labels", type=Map)["k"] = "b"
+    for p, update in outbox:
+        r.receive(p, create_update_message(update))
+    assert r.relays_pending
+    assert all(len(p.sent) == 1 for p in (a, b, c))  # sync step 1 only, so far
+
+    def received(p: FakePeer) -> Doc[Any]:
+        doc: Doc[Any] = Doc()
+        for m in p.sent:
+            if isinstance(m, y.SyncUpdate):
+                doc.apply_update(m.update)
+        return doc
+
+    r.flush_relays()
+    assert not r.relays_pending
+    assert [type(m) for m in c.sent] == [y.SyncStep1, y.SyncUpdate]  # three updates, one message
+    whole = received(c)
+    assert str(whole.get("notes", type=Text)) == "aaA"
+    assert whole.get("labels", type=Map).to_py() == {"k": "b"}
+    assert str(received(a).get("notes", type=Text)) == ""
+    assert received(a).get("labels", type=Map).to_py() == {"k": "b"}
+    assert str(received(b).get("notes", type=Text)) == "aaA"
+    assert received(b).get("labels", type=Map).to_py() == {}
+    # anything else sent to a peer first delivers the updates it is still owed
+    writers["a"].get("notes", type=Text).insert(0, "z")
+    r.receive(a, create_update_message(outbox[-1][1]))
+    r.receive(b, y.sync_step1(Doc().get_state()))
+    assert [type(m) for m in b.sent[-2:]] == [y.SyncUpdate, y.SyncStep2]

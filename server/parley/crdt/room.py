@@ -30,6 +30,7 @@ from parley.crdt.updates import (
     decode_state_vector,
     has_structs,
     inspect_update,
+    merged_chunks,
     novel_part,
 )
 from parley.errors import (
@@ -107,6 +108,7 @@ class Room:
         limits: Limits,
         *,
         clock: Callable[[], float] = time.time,
+        defer_relays: bool = False,
     ) -> None:
         self.tenant_id = tenant_id
         self.session_id = session_id
@@ -120,6 +122,11 @@ class Room:
         self._changed = False
         self._touched: set[str] = set()
         self._announced: dict[str, tuple[bool, bool]] = {}
+        # With ``defer_relays``, accepted updates wait here (with the peer they came from, None
+        # for another process) until ``flush_relays``: each peer then gets the batch as a few
+        # merged updates instead of one message per update.
+        self._defer_relays = defer_relays
+        self._relays: list[tuple[Peer | None, bytes]] = []
         self.doc.observe(self._on_transaction)
         self.roots[ANNOTATIONS].observe_deep(self._on_annotations)
 
@@ -157,6 +164,7 @@ class Room:
     def join(self, peer: Peer) -> None:
         """Start syncing ``peer``: our state vector, then everyone present (late joiners see the
         others at once)."""
+        self.flush_relays()
         self.peers[peer] = _PeerState()
         peer.send(y.sync_step1(self.doc.get_state()))
         present = self.awareness.snapshot()
@@ -183,14 +191,17 @@ class Room:
         except y.YProtocolError as exc:
             raise bad_message(f"not a y-protocol message: {exc}") from None
         effects = Effects()
+        if isinstance(message, y.SyncStep2 | y.SyncUpdate):
+            self._write(peer, message.update, effects)
+            return effects
+        # What this peer is sent next must not overtake the updates it is still owed.
+        self.flush_relays()
         if isinstance(message, y.SyncStep1):
             try:
                 missing = self.doc.get_update(message.state_vector)
             except ValueError:
                 raise bad_message("sync step 1 carries an invalid state vector") from None
             peer.send(y.sync_step2(missing))
-        elif isinstance(message, y.SyncStep2 | y.SyncUpdate):
-            self._write(peer, message.update, effects)
         elif isinstance(message, y.AwarenessMessage):
             self._presence(peer, message.update, effects)
         elif isinstance(message, y.QueryAwareness):
@@ -247,7 +258,7 @@ class Room:
         if not self._apply(novel) and not structs:
             return
         self.size_estimate += len(novel)
-        self._broadcast(y.sync_update(novel), exclude=peer)
+        self._relay(novel, peer)
         effects.update = novel
         effects.events = self._annotation_changes(announce=True)
 
@@ -285,7 +296,7 @@ class Room:
         self._annotation_changes(announce=False)
         if changed:
             self.size_estimate += len(novel)
-            self._broadcast(y.sync_update(novel))
+            self._relay(novel, None)
         return changed
 
     def _annotation_changes(self, *, announce: bool) -> list[tuple[str, dict[str, Any]]]:
@@ -380,7 +391,38 @@ class Room:
 
     # -- fan-out ----------------------------------------------------------------------------
 
+    @property
+    def relays_pending(self) -> bool:
+        """Whether deferred relays wait for :meth:`flush_relays`."""
+        return bool(self._relays)
+
+    def _relay(self, update: bytes, origin: Peer | None) -> None:
+        if self._defer_relays:
+            self._relays.append((origin, update))
+        else:
+            self._broadcast(y.sync_update(update), exclude=origin)
+
+    def flush_relays(self) -> None:
+        """Send the deferred updates: each peer gets those that did not come from it, merged
+        (a merge of updates is itself a valid update, so stock clients apply it as usual)."""
+        if not self._relays:
+            return
+        relays, self._relays = self._relays, []
+        origins = {origin for origin, _ in relays}
+        # One merge per distinct set of updates: all of them (key None), or all but a sender's.
+        merged: dict[Peer | None, list[bytes]] = {}
+        for peer in self.peers:
+            key = peer if peer in origins else None
+            messages = merged.get(key)
+            if messages is None:
+                updates = [u for origin, u in relays if key is None or origin is not key]
+                messages = [y.sync_update(u) for u in merged_chunks(updates)] if updates else []
+                merged[key] = messages
+            for message in messages:
+                peer.send(message)
+
     def _broadcast(self, message: bytes, *, exclude: Peer | None = None) -> None:
+        self.flush_relays()
         for peer in self.peers:
             if peer is not exclude:
                 peer.send(message)
