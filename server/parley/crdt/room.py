@@ -127,7 +127,6 @@ class Room:
         # merged updates instead of one message per update.
         self._defer_relays = defer_relays
         self._relays: list[tuple[Peer | None, bytes]] = []
-        self.doc.observe(self._on_transaction)
         self.roots[ANNOTATIONS].observe_deep(self._on_annotations)
 
     # -- observers (they run inside apply_update) -------------------------------------------
@@ -255,7 +254,7 @@ class Room:
         elif novel == EMPTY_UPDATE:
             return
         self._check_size(len(novel))
-        if not self._apply(novel) and not structs:
+        if not self._apply(novel, structs=structs):
             return
         self.size_estimate += len(novel)
         self._relay(novel, peer)
@@ -275,14 +274,27 @@ class Room:
                 code=ErrorCode.DOCUMENT_TOO_LARGE,
             )
 
-    def _apply(self, update: bytes) -> bool:
-        """Apply; True when the document changed (structs left pending do not count)."""
+    def _apply(self, update: bytes, *, structs: bool) -> bool:
+        """Apply; True when the update is to be relayed and stored: always when it has
+        ``structs``, else only when one of its deletions took effect."""
+        if structs:
+            self._apply_update(update)
+            return True
+        # A transaction observer costs as much as the apply itself, so it is attached only
+        # while it is needed: when the update is deletions alone.
         self._changed = False
+        subscription = self.doc.observe(self._on_transaction)
+        try:
+            self._apply_update(update)
+        finally:
+            self.doc.unobserve(subscription)
+        return self._changed
+
+    def _apply_update(self, update: bytes) -> None:
         try:
             self.doc.apply_update(update)
         except ValueError as exc:
             raise bad_message(f"the update cannot be applied: {exc}") from None
-        return self._changed
 
     def apply_remote(self, update: bytes) -> bool:
         """An update another process accepted: apply and relay it to our clients."""
@@ -292,7 +304,7 @@ class Room:
             return False
         if novel == EMPTY_UPDATE:
             return False
-        changed = self._apply(novel) or has_structs(novel)
+        changed = self._apply(novel, structs=has_structs(novel))
         self._annotation_changes(announce=False)
         if changed:
             self.size_estimate += len(novel)
