@@ -8,7 +8,9 @@ when ``taskset`` exists, the load generator to CPU 1).
   inserts into the shared notes as fast as the socket takes them (prepared beforehand, so the
   generator measures the server, not pycrdt); an observer client counts until it holds every
   character. Prints merged updates/s: every update was checked, applied to the server's copy,
-  relayed to every other client and stored.
+  relayed to every other client and stored. With ``--floor`` the same merge then runs against
+  ``load_tests.crdt_floor_server`` (apply and relay only, per update and merged): what a Python
+  server reaches without checks, storage and the rest.
 * **storage**: one client makes ``--edits`` edits (inserts at random places, every third edit a
   deletion), then reads ``GET /sessions/{id}/document``: the document's encoded size against
   the bytes stored (snapshot + update log), while the document is open and after it closed
@@ -38,7 +40,7 @@ from pycrdt import Doc, Text, create_sync_message, create_update_message, handle
 from websockets.asyncio.client import ClientConnection, connect
 
 from load_tests.quick_fanout import wait_ready
-from load_tests.servers import BENCH_ENV, cpu_seconds, free_port, python_child
+from load_tests.servers import BENCH_ENV, cpu_seconds, free_port, python_child, wait_port
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -77,6 +79,16 @@ def start_server(
     spy += ["--output", str(profile_to), "--"]
     proc = subprocess.Popen(spy + cmd, env=env)
     return proc, python_child(proc.pid)
+
+
+def start_floor(port: int, *, merged: bool) -> subprocess.Popen[bytes]:
+    """Start ``load_tests.crdt_floor_server`` on the server's core."""
+    cmd = [sys.executable, "-m", "load_tests.crdt_floor_server", "--port", str(port)]
+    if merged:
+        cmd.append("--merge")
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    return subprocess.Popen(cmd)
 
 
 class Client:
@@ -148,7 +160,7 @@ def raw_apply_rate(writers: int, updates: int) -> float:
 
 
 async def merge(
-    base: str, ws_base: str, sid: str, writers: int, updates: int, server_pid: int
+    ws_base: str, sid: str, writers: int, updates: int, server_pid: int, label: str = "merge"
 ) -> None:
     url = f"{ws_base}/yjs/{sid}?token="
     batches = [prepared_inserts(updates, chr(ord("a") + w % 26)) for w in range(writers)]
@@ -178,7 +190,7 @@ async def merge(
         for ws in sockets:
             await ws.close()
     print(
-        f"merge: {writers} writers x {updates} updates = {total} in {elapsed:.2f}s "
+        f"{label}: {writers} writers x {updates} updates = {total} in {elapsed:.2f}s "
         f"(sent in {sent:.2f}s): {total / elapsed:,.0f} merged updates/s; "
         f"observer received {observer.received} messages"
     )
@@ -266,13 +278,29 @@ async def run(args: argparse.Namespace) -> None:
                             json={"user_id": user, "role": "editor"},
                         )
             if args.updates:
-                await merge(base, ws_base, sids[0], args.writers, args.updates, pid)
+                await merge(ws_base, sids[0], args.writers, args.updates, pid)
             if args.edits:
                 await storage(base, ws_base, sids[1], args.edits)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             proc.wait(30)
+    if args.floor and args.updates:
+        for merged in (False, True):
+            await floor(args.writers, args.updates, merged=merged)
+
+
+async def floor(writers: int, updates: int, *, merged: bool) -> None:
+    """The same merge against ``load_tests.crdt_floor_server``: apply and relay, nothing else."""
+    port = free_port()
+    proc = start_floor(port, merged=merged)
+    try:
+        wait_port(port, 60, proc)
+        label = "floor, merged relays" if merged else "floor, one relay per update"
+        await merge(f"ws://127.0.0.1:{port}", "floor", writers, updates, proc.pid, label)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def main() -> None:
@@ -282,6 +310,11 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=10_000, help="0 skips")
     parser.add_argument(
         "--raw", action="store_true", help="also print pycrdt's raw apply_update rate"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the merge against a minimal apply-and-relay server (the floor)",
     )
     parser.add_argument(
         "--profile",
