@@ -9,7 +9,7 @@ import pytest
 from pycrdt import Awareness, Doc, Map, Text, create_awareness_message, create_update_message
 
 from parley.crdt import yprotocol as y
-from parley.crdt.room import Access, Limits, Room
+from parley.crdt.room import MAX_DEFERRED_RELAYS, Access, Limits, Room
 from parley.errors import ErrorCode, ParleyError
 from parley.governance.auth import Principal, UserKind
 from parley.sessions.rules import Role
@@ -243,3 +243,25 @@ def test_deferred_relays_reach_each_peer_merged_and_never_its_own() -> None:
     r.receive(a, create_update_message(outbox[-1][1]))
     r.receive(b, y.sync_step1(Doc().get_state()))
     assert [type(m) for m in b.sent[-2:]] == [y.SyncUpdate, y.SyncStep2]
+
+
+def test_deferred_relays_go_out_once_enough_piled_up() -> None:
+    r = Room("t", "s", Limits(), defer_relays=True)
+    a, b = peer("a"), peer("b")
+    r.join(a)
+    r.join(b)
+    doc: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    notes = doc.get("notes", type=Text)
+    for i in range(MAX_DEFERRED_RELAYS):
+        notes.insert(i, "x")
+    for update in updates[:-1]:
+        r.receive(a, create_update_message(update))
+    assert len(b.sent) == 1
+    r.receive(a, create_update_message(updates[-1]))
+    assert not r.relays_pending
+    (relayed,) = b.sent[1:]
+    copy: Doc[Any] = Doc()
+    copy.apply_update(relayed.update)
+    assert str(copy.get("notes", type=Text)) == "x" * MAX_DEFERRED_RELAYS

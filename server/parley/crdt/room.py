@@ -69,6 +69,11 @@ class Peer(Protocol):
         """Queue one y-protocol message for the client; never blocks."""
 
 
+# Under load one loop iteration can handle thousands of updates; relaying every few hundred
+# keeps what deferring adds to an update's delivery to a few milliseconds.
+MAX_DEFERRED_RELAYS = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_update_bytes: int = 128 * 1024
@@ -411,6 +416,8 @@ class Room:
     def _relay(self, update: bytes, origin: Peer | None) -> None:
         if self._defer_relays:
             self._relays.append((origin, update))
+            if len(self._relays) >= MAX_DEFERRED_RELAYS:
+                self.flush_relays()
         else:
             self._broadcast(y.sync_update(update), exclude=origin)
 
@@ -420,17 +427,24 @@ class Room:
         if not self._relays:
             return
         relays, self._relays = self._relays, []
-        origins = {origin for origin, _ in relays}
-        # One merge per distinct set of updates: all of them (key None), or all but a sender's.
-        merged: dict[Peer | None, list[bytes]] = {}
+        # Each sender's updates are merged once; a peer's message merges the other senders'
+        # parts (merging is superlinear, and a few merged parts merge faster than their updates).
+        by_origin: dict[Peer | None, list[bytes]] = {}
+        for origin, update in relays:
+            by_origin.setdefault(origin, []).append(update)
+        parts = {origin: merged_chunks(updates) for origin, updates in by_origin.items()}
+        # One message list per distinct set: every part (key None), or all but a sender's own.
+        messages: dict[Peer | None, list[bytes]] = {}
         for peer in self.peers:
-            key = peer if peer in origins else None
-            messages = merged.get(key)
-            if messages is None:
-                updates = [u for origin, u in relays if key is None or origin is not key]
-                messages = [y.sync_update(u) for u in merged_chunks(updates)] if updates else []
-                merged[key] = messages
-            for message in messages:
+            key = peer if peer in parts else None
+            out = messages.get(key)
+            if out is None:
+                chosen = [
+                    u for origin, p in parts.items() if key is None or origin is not key for u in p
+                ]
+                out = [y.sync_update(u) for u in merged_chunks(chosen)] if chosen else []
+                messages[key] = out
+            for message in out:
                 peer.send(message)
 
     def _broadcast(self, message: bytes, *, exclude: Peer | None = None) -> None:
