@@ -265,3 +265,26 @@ def test_deferred_relays_go_out_once_enough_piled_up() -> None:
     copy: Doc[Any] = Doc()
     copy.apply_update(relayed.update)
     assert str(copy.get("notes", type=Text)) == "x" * MAX_DEFERRED_RELAYS
+
+
+def test_an_update_that_integrates_waiting_changes_does_not_confuse_later_checks() -> None:
+    r = room()
+    e = peer("e")
+    r.join(e)
+    source: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    notes = source.get("notes", type=Text)
+    notes.insert(0, "a")
+    notes.insert(1, "b")
+    first, second = updates
+    r.apply_remote(second)  # waits inside the document for the first
+    r.receive(e, create_update_message(first))  # integrates both
+    assert str(r.doc.get("notes", type=Text)) == "ab"
+    follower: Doc[Any] = Doc()
+    follower.apply_update(source.get_update())
+    follower_updates: list[bytes] = []
+    follower.observe(lambda event: follower_updates.append(event.update))
+    follower.get("notes", type=Text).insert(2, "c")  # builds on "b", integrated indirectly
+    assert r.receive(e, create_update_message(follower_updates[-1])).update is not None
+    assert str(r.doc.get("notes", type=Text)) == "abc"

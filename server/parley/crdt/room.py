@@ -132,6 +132,8 @@ class Room:
         # merged updates instead of one message per update.
         self._defer_relays = defer_relays
         self._relays: list[tuple[Peer | None, bytes]] = []
+        self._state: tuple[bytes, dict[int, int]] = (b"", {})  # see _decoded
+        self._pending_possible = False  # see _note_pending
         self.roots[ANNOTATIONS].observe_deep(self._on_annotations)
 
     # -- observers (they run inside apply_update) -------------------------------------------
@@ -152,6 +154,7 @@ class Room:
         """Apply the stored state before anyone joins (raises ValueError if it is corrupt)."""
         if state and state != EMPTY_UPDATE:
             self.doc.apply_update(state)
+            self._note_pending(state)
         self.size_estimate = len(state)
         self._touched.clear()
         for view in schema.annotations_view(self.doc):
@@ -237,7 +240,8 @@ class Room:
                     f"the document has no root type {unknown[0]!r}",
                     details={"roots": sorted(schema.ROOTS)},
                 )
-            if info.depends_on_missing(decode_state_vector(state_vector)):
+            known = self._decoded(state_vector)
+            if info.depends_on_missing(known):
                 # A client's own connection delivers everything it built on, so this means an
                 # earlier change of this client was refused (Yjs numbers a client's changes
                 # consecutively): nothing it writes can be integrated until it reloads.
@@ -261,10 +265,32 @@ class Room:
         self._check_size(len(novel))
         if not self._apply(novel, structs=structs):
             return
+        if info is not None and not self._pending_possible:
+            # Nothing it needs is missing and nothing waited to be integrated, so the new state
+            # vector is the old one advanced to the end of each of its clients' ranges.
+            for client, (_, end) in info.ranges.items():
+                known[client] = max(known.get(client, 0), end)
+            self._state = (self.doc.get_state(), known)
         self.size_estimate += len(novel)
         self._relay(novel, peer)
         effects.update = novel
         effects.events = self._annotation_changes(announce=True)
+
+    def _decoded(self, state_vector: bytes) -> dict[int, int]:
+        """The document's state vector as a dict, owned by the room: decoding it in Python
+        costs O(clients) per update, so ``_write`` advances it instead for the next update."""
+        encoded, decoded = self._state
+        if state_vector != encoded:
+            decoded = decode_state_vector(state_vector)
+            self._state = (state_vector, decoded)
+        return decoded
+
+    def _note_pending(self, update: bytes) -> None:
+        """After applying an unchecked update (stored state, another process's): if parts of
+        it wait for changes the document lacks, a later update may integrate them, and the
+        state vector can no longer be derived from the updates accepted here."""
+        if has_structs(update) and has_structs(novel_part(update, self.doc.get_state())):
+            self._pending_possible = True
 
     def _check_size(self, incoming: int) -> None:
         limit = self.limits.max_doc_bytes
@@ -310,6 +336,7 @@ class Room:
         if novel == EMPTY_UPDATE:
             return False
         changed = self._apply(novel, structs=has_structs(novel))
+        self._note_pending(novel)
         self._annotation_changes(announce=False)
         if changed:
             self.size_estimate += len(novel)
