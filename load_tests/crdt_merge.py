@@ -8,7 +8,9 @@ when ``taskset`` exists, the load generator to CPU 1).
   inserts into the shared notes as fast as the socket takes them (prepared beforehand, so the
   generator measures the server, not pycrdt); an observer client counts until it holds every
   character. Prints merged updates/s: every update was checked, applied to the server's copy,
-  relayed to every other client and stored.
+  relayed to every other client and stored. With ``--floor`` the same merge then runs against
+  ``load_tests.crdt_floor_server`` (apply and relay only, per update and merged): what a Python
+  server reaches without checks, storage and the rest.
 * **storage**: one client makes ``--edits`` edits (inserts at random places, every third edit a
   deletion), then reads ``GET /sessions/{id}/document``: the document's encoded size against
   the bytes stored (snapshot + update log), while the document is open and after it closed
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +40,7 @@ from pycrdt import Doc, Text, create_sync_message, create_update_message, handle
 from websockets.asyncio.client import ClientConnection, connect
 
 from load_tests.quick_fanout import wait_ready
-from load_tests.servers import BENCH_ENV, free_port
+from load_tests.servers import BENCH_ENV, cpu_seconds, free_port, python_child, wait_port
 
 SECRET = "bench-secret-" + "x" * 40
 
@@ -47,7 +51,11 @@ def token(user: str) -> str:
     return create_token(SECRET, user_id=user, tenant_id="bench")
 
 
-def start_server(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, data_dir: Path, profile_to: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``parley serve``; returns the process and the pid of its interpreter (under
+    ``profile_to`` the process is py-spy, which writes the profile when the server exits)."""
     env = {
         **os.environ,
         "PARLEY_SECRET": SECRET,
@@ -62,7 +70,25 @@ def start_server(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
         os.sched_setaffinity(0, {1 % (os.cpu_count() or 1)})
-    return subprocess.Popen(cmd, env=env)
+    if profile_to is None:
+        proc = subprocess.Popen(cmd, env=env)
+        return proc, proc.pid
+    beside = Path(sys.executable).parent / "py-spy"
+    spy = [str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"]
+    spy += ["record", "--format", "raw", "--rate", "250", "--nonblocking"]
+    spy += ["--output", str(profile_to), "--"]
+    proc = subprocess.Popen(spy + cmd, env=env)
+    return proc, python_child(proc.pid)
+
+
+def start_floor(port: int, *, merged: bool) -> subprocess.Popen[bytes]:
+    """Start ``load_tests.crdt_floor_server`` on the server's core."""
+    cmd = [sys.executable, "-m", "load_tests.crdt_floor_server", "--port", str(port)]
+    if merged:
+        cmd.append("--merge")
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    return subprocess.Popen(cmd)
 
 
 class Client:
@@ -133,7 +159,9 @@ def raw_apply_rate(writers: int, updates: int) -> float:
     return writers * updates / (time.perf_counter() - start)
 
 
-async def merge(base: str, ws_base: str, sid: str, writers: int, updates: int) -> None:
+async def merge(
+    ws_base: str, sid: str, writers: int, updates: int, server_pid: int, label: str = "merge"
+) -> None:
     url = f"{ws_base}/yjs/{sid}?token="
     batches = [prepared_inserts(updates, chr(ord("a") + w % 26)) for w in range(writers)]
     total = writers * updates
@@ -151,17 +179,25 @@ async def merge(base: str, ws_base: str, sid: str, writers: int, updates: int) -
             for message in batch:
                 await client.ws.send(message)
 
+        server_cpu, own_cpu = cpu_seconds(server_pid), time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(write(c, b) for c, b in zip(clients, batches, strict=True)))
         sent = time.perf_counter() - start
         await observer.until(lambda: len(observer.notes) >= total)
         elapsed = time.perf_counter() - start
+        server_cpu = cpu_seconds(server_pid) - server_cpu
+        own_cpu = time.process_time() - own_cpu
         for ws in sockets:
             await ws.close()
     print(
-        f"merge: {writers} writers x {updates} updates = {total} in {elapsed:.2f}s "
+        f"{label}: {writers} writers x {updates} updates = {total} in {elapsed:.2f}s "
         f"(sent in {sent:.2f}s): {total / elapsed:,.0f} merged updates/s; "
         f"observer received {observer.received} messages"
+    )
+    # Both near 100% would mean the generator, not the server, sets the pace.
+    print(
+        f"  CPU during the merge: server {server_cpu:.2f}s ({server_cpu / elapsed:.0%}), "
+        f"load generator {own_cpu:.2f}s ({own_cpu / elapsed:.0%})"
     )
 
 
@@ -221,7 +257,7 @@ async def run(args: argparse.Namespace) -> None:
     port = free_port()
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, Path(tmp))
+        proc, pid = start_server(port, Path(tmp), args.profile)
         try:
             await wait_ready(base)
             async with httpx.AsyncClient(
@@ -242,12 +278,29 @@ async def run(args: argparse.Namespace) -> None:
                             json={"user_id": user, "role": "editor"},
                         )
             if args.updates:
-                await merge(base, ws_base, sids[0], args.writers, args.updates)
+                await merge(ws_base, sids[0], args.writers, args.updates, pid)
             if args.edits:
                 await storage(base, ws_base, sids[1], args.edits)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
             proc.wait(30)
+    if args.floor and args.updates:
+        for merged in (False, True):
+            await floor(args.writers, args.updates, merged=merged)
+
+
+async def floor(writers: int, updates: int, *, merged: bool) -> None:
+    """The same merge against ``load_tests.crdt_floor_server``: apply and relay, nothing else."""
+    port = free_port()
+    proc = start_floor(port, merged=merged)
+    try:
+        wait_port(port, 60, proc)
+        label = "floor, merged relays" if merged else "floor, one relay per update"
+        await merge(f"ws://127.0.0.1:{port}", "floor", writers, updates, proc.pid, label)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def main() -> None:
@@ -257,6 +310,17 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=10_000, help="0 skips")
     parser.add_argument(
         "--raw", action="store_true", help="also print pycrdt's raw apply_update rate"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the merge against a minimal apply-and-relay server (the floor)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="record the server with py-spy (raw format) into FILE; see load_tests.profile_report",
     )
     args = parser.parse_args()
     if args.raw and args.updates:

@@ -133,7 +133,7 @@ class Server:
         self.procs.clear()
 
 
-def _python_child(pid: int, timeout: float = 10.0) -> int:
+def python_child(pid: int, timeout: float = 10.0) -> int:
     """The pid of the interpreter a launcher (py-spy) started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -203,7 +203,7 @@ class ParleyServer(Server):
             self.procs.append(proc)
             self.ports.append(port)
             wait_port(port, 120, proc)  # a loaded machine imports slowly
-            self.pids.append(_python_child(proc.pid) if profile_to is not None else proc.pid)
+            self.pids.append(python_child(proc.pid) if profile_to is not None else proc.pid)
             self._wait_ready(port)
 
     def _wait_ready(self, port: int) -> None:

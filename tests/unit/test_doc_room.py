@@ -9,7 +9,7 @@ import pytest
 from pycrdt import Awareness, Doc, Map, Text, create_awareness_message, create_update_message
 
 from parley.crdt import yprotocol as y
-from parley.crdt.room import Access, Limits, Room
+from parley.crdt.room import MAX_DEFERRED_RELAYS, Access, Limits, Room
 from parley.errors import ErrorCode, ParleyError
 from parley.governance.auth import Principal, UserKind
 from parley.sessions.rules import Role
@@ -201,3 +201,90 @@ def test_annotation_events_are_announced_by_the_process_of_the_writer() -> None:
     other = room()
     other.apply_remote(doc.get_update())
     assert other._announced["a1"] == (True, True)
+
+
+def test_deferred_relays_reach_each_peer_merged_and_never_its_own() -> None:
+    clock = iter(range(1000, 100000))
+    r = Room("t", "s", Limits(), clock=lambda: float(next(clock)), defer_relays=True)
+    a, b, c = peer("a"), peer("b"), peer("c")
+    for p in (a, b, c):
+        r.join(p)
+    writers: dict[str, Doc[Any]] = {"a": Doc(), "b": Doc()}
+    outbox: list[tuple[FakePeer, bytes]] = []
+    for name, p in (("a", a), ("b", b)):
+        writers[name].observe(lambda event, p=p: outbox.append((p, event.update)))
+    writers["a"].get("notes", type=Text).insert(0, "aa")
+    writers["a"].get("notes", type=Text).insert(2, "A")
+    writers["b"].get("labels", type=Map)["k"] = "b"
+    for p, update in outbox:
+        r.receive(p, create_update_message(update))
+    assert r.relays_pending
+    assert all(len(p.sent) == 1 for p in (a, b, c))  # sync step 1 only, so far
+
+    def received(p: FakePeer) -> Doc[Any]:
+        doc: Doc[Any] = Doc()
+        for m in p.sent:
+            if isinstance(m, y.SyncUpdate):
+                doc.apply_update(m.update)
+        return doc
+
+    r.flush_relays()
+    assert not r.relays_pending
+    assert [type(m) for m in c.sent] == [y.SyncStep1, y.SyncUpdate]  # three updates, one message
+    whole = received(c)
+    assert str(whole.get("notes", type=Text)) == "aaA"
+    assert whole.get("labels", type=Map).to_py() == {"k": "b"}
+    assert str(received(a).get("notes", type=Text)) == ""
+    assert received(a).get("labels", type=Map).to_py() == {"k": "b"}
+    assert str(received(b).get("notes", type=Text)) == "aaA"
+    assert received(b).get("labels", type=Map).to_py() == {}
+    # anything else sent to a peer first delivers the updates it is still owed
+    writers["a"].get("notes", type=Text).insert(0, "z")
+    r.receive(a, create_update_message(outbox[-1][1]))
+    r.receive(b, y.sync_step1(Doc().get_state()))
+    assert [type(m) for m in b.sent[-2:]] == [y.SyncUpdate, y.SyncStep2]
+
+
+def test_deferred_relays_go_out_once_enough_piled_up() -> None:
+    r = Room("t", "s", Limits(), defer_relays=True)
+    a, b = peer("a"), peer("b")
+    r.join(a)
+    r.join(b)
+    doc: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    notes = doc.get("notes", type=Text)
+    for i in range(MAX_DEFERRED_RELAYS):
+        notes.insert(i, "x")
+    for update in updates[:-1]:
+        r.receive(a, create_update_message(update))
+    assert len(b.sent) == 1
+    r.receive(a, create_update_message(updates[-1]))
+    assert not r.relays_pending
+    (relayed,) = b.sent[1:]
+    copy: Doc[Any] = Doc()
+    copy.apply_update(relayed.update)
+    assert str(copy.get("notes", type=Text)) == "x" * MAX_DEFERRED_RELAYS
+
+
+def test_an_update_that_integrates_waiting_changes_does_not_confuse_later_checks() -> None:
+    r = room()
+    e = peer("e")
+    r.join(e)
+    source: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    source.observe(lambda event: updates.append(event.update))
+    notes = source.get("notes", type=Text)
+    notes.insert(0, "a")
+    notes.insert(1, "b")
+    first, second = updates
+    r.apply_remote(second)  # waits inside the document for the first
+    r.receive(e, create_update_message(first))  # integrates both
+    assert str(r.doc.get("notes", type=Text)) == "ab"
+    follower: Doc[Any] = Doc()
+    follower.apply_update(source.get_update())
+    follower_updates: list[bytes] = []
+    follower.observe(lambda event: follower_updates.append(event.update))
+    follower.get("notes", type=Text).insert(2, "c")  # builds on "b", integrated indirectly
+    assert r.receive(e, create_update_message(follower_updates[-1])).update is not None
+    assert str(r.doc.get("notes", type=Text)) == "abc"

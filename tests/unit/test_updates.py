@@ -9,6 +9,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from parley.crdt.updates import (
     EMPTY_UPDATE,
+    decode_state_vector,
     has_structs,
     inspect_update,
     novel_part,
@@ -67,3 +68,20 @@ def test_malformed_updates_raise(data: bytes) -> None:
 def test_garbage_is_not_a_novel_part() -> None:
     with pytest.raises(YProtocolError):
         novel_part(b"\x01\x02garbage", Doc().get_state())
+
+
+def test_state_vectors_decode_as_yrs_encodes_them() -> None:
+    docs: list[Doc[Any]] = [Doc() for _ in range(5)]
+    target: Doc[Any] = Doc()
+    for n, doc in enumerate(docs):
+        doc.get("notes", type=Text).insert(0, "x" * (n * 70 + 1))  # clocks of 1 and 2 bytes
+        target.apply_update(doc.get_update())
+    expected = {doc.client_id: n * 70 + 1 for n, doc in enumerate(docs)}
+    state = target.get_state()
+    assert decode_state_vector(state) == expected
+    assert decode_state_vector(b"\x00") == {}
+    for cut in (0, 1, len(state) - 1):
+        with pytest.raises(YProtocolError):
+            decode_state_vector(state[:cut])
+    with pytest.raises(YProtocolError):
+        decode_state_vector(b"\x01" + b"\xff" * 9 + b"\x01\x01")  # an overlong client id

@@ -144,10 +144,14 @@ class YjsEndpoint:
             return
         result, code = result_of(exc)
         client = conn.client.rpartition(":")[0] if conn.client else None
-        self.audit.record_nowait(
-            Entry.of(p, action, "session", session_id, result, code=code, client=client),
-            coalesce=action == "document.sync",
-        )
+        if action == "document.sync":  # one per message: counted on one entry per flush
+            self.audit.record_coalesced(
+                p, action, "session", session_id, result, code=code, client=client
+            )
+        else:
+            self.audit.record_nowait(
+                Entry.of(p, action, "session", session_id, result, code=code, client=client)
+            )
 
     async def _open(self, conn: Connection, token: str | None, session_id: str) -> YjsPeer | None:
         principal: Principal | None = None

@@ -67,6 +67,8 @@ UPDATES = Counter(
 )
 STORED_BYTES = Counter("parley_doc_stored_bytes_total", "Bytes of document updates stored.")
 COMPACTIONS = Counter("parley_doc_compactions_total", "Document compactions that completed.")
+# Looked up once: ``labels()`` per update cost as much as checking the update.
+UPDATES_APPLIED = UPDATES.labels(outcome="applied")
 
 RETRY_MAX = 5.0
 
@@ -121,6 +123,7 @@ class Handle:
     events: list[tuple[Principal, list[tuple[str, dict[str, Any]]]]] = field(default_factory=list)
     log_rows: int = 0
     log_bytes: int = 0
+    relay_soon: bool = False  # the room's deferred relays go out at the next loop iteration
     gone: bool = False  # the session was deleted: nothing more to store
     writer: asyncio.Task[None] | None = None
     ticker: asyncio.Task[None] | None = None
@@ -203,8 +206,9 @@ class DocManager:
             UPDATES.labels(outcome=str(exc.code)).inc()
             raise
         if effects.update is not None:
-            UPDATES.labels(outcome="applied").inc()
+            UPDATES_APPLIED.inc()
         self._carry_out(handle, effects, peer.principal)
+        self._relay_soon(handle)
 
     def leave(self, peer: ManagedPeer) -> None:
         """``peer`` is gone; its presence ends for everyone now."""
@@ -226,9 +230,10 @@ class DocManager:
         while True:
             handle = self.rooms.get(channel)
             if handle is None:
-                handle = Handle(
-                    tenant_id, session_id, channel, Room(tenant_id, session_id, self.limits)
-                )
+                # Relays are deferred to the end of the loop iteration: updates that arrive
+                # together reach each client as one merged update, not one message each.
+                room = Room(tenant_id, session_id, self.limits, defer_relays=True)
+                handle = Handle(tenant_id, session_id, channel, room)
                 self.rooms[channel] = handle
                 ROOMS.set(len(self.rooms))
                 handle.opener = asyncio.get_running_loop().create_task(self._open(handle))
@@ -338,6 +343,15 @@ class DocManager:
         if effects.events:
             handle.events.append((principal, effects.events))
         handle.wake.set()
+
+    def _relay_soon(self, handle: Handle) -> None:
+        if handle.room.relays_pending and not handle.relay_soon:
+            handle.relay_soon = True
+            asyncio.get_running_loop().call_soon(self._relay_now, handle)
+
+    def _relay_now(self, handle: Handle) -> None:
+        handle.relay_soon = False
+        handle.room.flush_relays()
 
     async def _write_loop(self, handle: Handle) -> None:
         """Publish, then store (group commit: what piled up during a write goes in the next),
@@ -475,6 +489,7 @@ class DocManager:
         if kind == "u":
             for update in body:
                 room.apply_remote(update)
+            self._relay_soon(handle)
         elif kind == "a":
             room.apply_remote_awareness([(int(c), s) for c, s in body], REMOTE + origin)
         elif kind == "r":  # someone's access changed (``announce_access_change``)

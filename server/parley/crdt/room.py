@@ -30,6 +30,7 @@ from parley.crdt.updates import (
     decode_state_vector,
     has_structs,
     inspect_update,
+    merged_chunks,
     novel_part,
 )
 from parley.errors import (
@@ -66,6 +67,11 @@ class Peer(Protocol):
 
     def send(self, message: bytes) -> None:
         """Queue one y-protocol message for the client; never blocks."""
+
+
+# Under load one loop iteration can handle thousands of updates; relaying every few hundred
+# keeps what deferring adds to an update's delivery to a few milliseconds.
+MAX_DEFERRED_RELAYS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,7 @@ class Room:
         limits: Limits,
         *,
         clock: Callable[[], float] = time.time,
+        defer_relays: bool = False,
     ) -> None:
         self.tenant_id = tenant_id
         self.session_id = session_id
@@ -120,7 +127,13 @@ class Room:
         self._changed = False
         self._touched: set[str] = set()
         self._announced: dict[str, tuple[bool, bool]] = {}
-        self.doc.observe(self._on_transaction)
+        # With ``defer_relays``, accepted updates wait here (with the peer they came from, None
+        # for another process) until ``flush_relays``: each peer then gets the batch as a few
+        # merged updates instead of one message per update.
+        self._defer_relays = defer_relays
+        self._relays: list[tuple[Peer | None, bytes]] = []
+        self._state: tuple[bytes, dict[int, int]] = (b"", {})  # see _decoded
+        self._pending_possible = False  # see _note_pending
         self.roots[ANNOTATIONS].observe_deep(self._on_annotations)
 
     # -- observers (they run inside apply_update) -------------------------------------------
@@ -141,6 +154,7 @@ class Room:
         """Apply the stored state before anyone joins (raises ValueError if it is corrupt)."""
         if state and state != EMPTY_UPDATE:
             self.doc.apply_update(state)
+            self._note_pending(state)
         self.size_estimate = len(state)
         self._touched.clear()
         for view in schema.annotations_view(self.doc):
@@ -157,6 +171,7 @@ class Room:
     def join(self, peer: Peer) -> None:
         """Start syncing ``peer``: our state vector, then everyone present (late joiners see the
         others at once)."""
+        self.flush_relays()
         self.peers[peer] = _PeerState()
         peer.send(y.sync_step1(self.doc.get_state()))
         present = self.awareness.snapshot()
@@ -183,14 +198,17 @@ class Room:
         except y.YProtocolError as exc:
             raise bad_message(f"not a y-protocol message: {exc}") from None
         effects = Effects()
+        if isinstance(message, y.SyncStep2 | y.SyncUpdate):
+            self._write(peer, message.update, effects)
+            return effects
+        # What this peer is sent next must not overtake the updates it is still owed.
+        self.flush_relays()
         if isinstance(message, y.SyncStep1):
             try:
                 missing = self.doc.get_update(message.state_vector)
             except ValueError:
                 raise bad_message("sync step 1 carries an invalid state vector") from None
             peer.send(y.sync_step2(missing))
-        elif isinstance(message, y.SyncStep2 | y.SyncUpdate):
-            self._write(peer, message.update, effects)
         elif isinstance(message, y.AwarenessMessage):
             self._presence(peer, message.update, effects)
         elif isinstance(message, y.QueryAwareness):
@@ -222,7 +240,8 @@ class Room:
                     f"the document has no root type {unknown[0]!r}",
                     details={"roots": sorted(schema.ROOTS)},
                 )
-            if info.depends_on_missing(decode_state_vector(state_vector)):
+            known = self._decoded(state_vector)
+            if info.depends_on_missing(known):
                 # A client's own connection delivers everything it built on, so this means an
                 # earlier change of this client was refused (Yjs numbers a client's changes
                 # consecutively): nothing it writes can be integrated until it reloads.
@@ -244,12 +263,34 @@ class Room:
         elif novel == EMPTY_UPDATE:
             return
         self._check_size(len(novel))
-        if not self._apply(novel) and not structs:
+        if not self._apply(novel, structs=structs):
             return
+        if info is not None and not self._pending_possible:
+            # Nothing it needs is missing and nothing waited to be integrated, so the new state
+            # vector is the old one advanced to the end of each of its clients' ranges.
+            for client, (_, end) in info.ranges.items():
+                known[client] = max(known.get(client, 0), end)
+            self._state = (self.doc.get_state(), known)
         self.size_estimate += len(novel)
-        self._broadcast(y.sync_update(novel), exclude=peer)
+        self._relay(novel, peer)
         effects.update = novel
         effects.events = self._annotation_changes(announce=True)
+
+    def _decoded(self, state_vector: bytes) -> dict[int, int]:
+        """The document's state vector as a dict, owned by the room: decoding it in Python
+        costs O(clients) per update, so ``_write`` advances it instead for the next update."""
+        encoded, decoded = self._state
+        if state_vector != encoded:
+            decoded = decode_state_vector(state_vector)
+            self._state = (state_vector, decoded)
+        return decoded
+
+    def _note_pending(self, update: bytes) -> None:
+        """After applying an unchecked update (stored state, another process's): if parts of
+        it wait for changes the document lacks, a later update may integrate them, and the
+        state vector can no longer be derived from the updates accepted here."""
+        if has_structs(update) and has_structs(novel_part(update, self.doc.get_state())):
+            self._pending_possible = True
 
     def _check_size(self, incoming: int) -> None:
         limit = self.limits.max_doc_bytes
@@ -264,14 +305,27 @@ class Room:
                 code=ErrorCode.DOCUMENT_TOO_LARGE,
             )
 
-    def _apply(self, update: bytes) -> bool:
-        """Apply; True when the document changed (structs left pending do not count)."""
+    def _apply(self, update: bytes, *, structs: bool) -> bool:
+        """Apply; True when the update is to be relayed and stored: always when it has
+        ``structs``, else only when one of its deletions took effect."""
+        if structs:
+            self._apply_update(update)
+            return True
+        # A transaction observer costs as much as the apply itself, so it is attached only
+        # while it is needed: when the update is deletions alone.
         self._changed = False
+        subscription = self.doc.observe(self._on_transaction)
+        try:
+            self._apply_update(update)
+        finally:
+            self.doc.unobserve(subscription)
+        return self._changed
+
+    def _apply_update(self, update: bytes) -> None:
         try:
             self.doc.apply_update(update)
         except ValueError as exc:
             raise bad_message(f"the update cannot be applied: {exc}") from None
-        return self._changed
 
     def apply_remote(self, update: bytes) -> bool:
         """An update another process accepted: apply and relay it to our clients."""
@@ -281,11 +335,12 @@ class Room:
             return False
         if novel == EMPTY_UPDATE:
             return False
-        changed = self._apply(novel) or has_structs(novel)
+        changed = self._apply(novel, structs=has_structs(novel))
+        self._note_pending(novel)
         self._annotation_changes(announce=False)
         if changed:
             self.size_estimate += len(novel)
-            self._broadcast(y.sync_update(novel))
+            self._relay(novel, None)
         return changed
 
     def _annotation_changes(self, *, announce: bool) -> list[tuple[str, dict[str, Any]]]:
@@ -380,7 +435,47 @@ class Room:
 
     # -- fan-out ----------------------------------------------------------------------------
 
+    @property
+    def relays_pending(self) -> bool:
+        """Whether deferred relays wait for :meth:`flush_relays`."""
+        return bool(self._relays)
+
+    def _relay(self, update: bytes, origin: Peer | None) -> None:
+        if self._defer_relays:
+            self._relays.append((origin, update))
+            if len(self._relays) >= MAX_DEFERRED_RELAYS:
+                self.flush_relays()
+        else:
+            self._broadcast(y.sync_update(update), exclude=origin)
+
+    def flush_relays(self) -> None:
+        """Send the deferred updates: each peer gets those that did not come from it, merged
+        (a merge of updates is itself a valid update, so stock clients apply it as usual)."""
+        if not self._relays:
+            return
+        relays, self._relays = self._relays, []
+        # Each sender's updates are merged once; a peer's message merges the other senders'
+        # parts (merging is superlinear, and a few merged parts merge faster than their updates).
+        by_origin: dict[Peer | None, list[bytes]] = {}
+        for origin, update in relays:
+            by_origin.setdefault(origin, []).append(update)
+        parts = {origin: merged_chunks(updates) for origin, updates in by_origin.items()}
+        # One message list per distinct set: every part (key None), or all but a sender's own.
+        messages: dict[Peer | None, list[bytes]] = {}
+        for peer in self.peers:
+            key = peer if peer in parts else None
+            out = messages.get(key)
+            if out is None:
+                chosen = [
+                    u for origin, p in parts.items() if key is None or origin is not key for u in p
+                ]
+                out = [y.sync_update(u) for u in merged_chunks(chosen)] if chosen else []
+                messages[key] = out
+            for message in out:
+                peer.send(message)
+
     def _broadcast(self, message: bytes, *, exclude: Peer | None = None) -> None:
+        self.flush_relays()
         for peer in self.peers:
             if peer is not exclude:
                 peer.send(message)

@@ -92,14 +92,21 @@ class Reader:
         if pos < len(data) and data[pos] < 0x80:  # one byte: by far the most common case
             self.pos = pos + 1
             return data[pos]
+        # Inlined rather than through byte(): client ids take eight bytes, and state vectors
+        # and updates are read for every update a client sends.
+        end = min(pos + MAX_VARUINT_BYTES, len(data))
         value = shift = 0
-        for _ in range(MAX_VARUINT_BYTES):
-            b = self.byte()
+        while pos < end:
+            b = data[pos]
+            pos += 1
             value |= (b & 0x7F) << shift
             if b < 0x80:
+                self.pos = pos
                 return value
             shift += 7
-        raise YProtocolError("varuint too long")
+        if end - self.pos == MAX_VARUINT_BYTES:
+            raise YProtocolError("varuint too long")
+        raise YProtocolError("unexpected end of message")
 
     def varint(self) -> int:
         """lib0 signed varint: the first byte holds a sign bit and 6 value bits."""

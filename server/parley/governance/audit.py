@@ -336,9 +336,7 @@ class AuditRecorder:
                 entry.code,
                 entry.client,
             )
-            first = self._coalesced.get(key)
-            if first is not None:
-                first.details["count"] = first.details.get("count", 1) + 1
+            if self._count_again(key):
                 return
             self._coalesced[key] = entry
         if self._count >= MAX_PENDING:
@@ -348,6 +346,41 @@ class AuditRecorder:
         self._pending.setdefault(entry.tenant_id, []).append(entry)
         self._count += 1
         PENDING.set(self._count)
+
+    def record_coalesced(
+        self,
+        principal: Principal,
+        action: str,
+        target_type: str,
+        target_id: str,
+        result: str = "ok",
+        *,
+        code: str | None = None,
+        client: str | None = None,
+    ) -> None:
+        """``record_nowait(Entry.of(...), coalesce=True)`` for per-message actions: an entry
+        equal to one queued in this flush is counted without building a new one first."""
+        key = (
+            principal.tenant_id,
+            principal.user_id,
+            action,
+            target_id[:200],
+            result,
+            code,
+            client[:100] if client else None,
+        )
+        if not self._count_again(key):
+            entry = Entry.of(
+                principal, action, target_type, target_id, result, code=code, client=client
+            )
+            self.record_nowait(entry, coalesce=True)
+
+    def _count_again(self, key: tuple[Any, ...]) -> bool:
+        first = self._coalesced.get(key)
+        if first is None:
+            return False
+        first.details["count"] = first.details.get("count", 1) + 1
+        return True
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
