@@ -1012,9 +1012,11 @@ def scenario_crdt(ctx: Ctx) -> None:
         f"--updates={a.crdt_updates}",
         "--edits=0",
         "--raw",
+        "--floor",
     )
     raw = re.search(r"raw: \d+ updates: ([\d,]+) apply_update/s", out)
-    merged = re.search(r"([\d,]+) merged updates/s", out)
+    merged = re.search(r"^merge: .*?([\d,]+) merged updates/s", out, re.MULTILINE)
+    floor = re.search(r"^floor, merged relays: .*?([\d,]+) merged updates/s", out, re.MULTILINE)
     if raw is None or merged is None:
         raise RuntimeError(f"unexpected crdt_merge output: {out[-400:]}")
     log(f"crdt: {out.strip()}")
@@ -1031,6 +1033,18 @@ def scenario_crdt(ctx: Ctx) -> None:
             rate >= 0.35 * raw_rate,
         )
     )
+    if floor is not None:
+        # What a Python server reaches for this workload: apply and relay (merged per loop
+        # iteration, as Parley relays), no checks, no storage (load_tests/crdt_floor_server.py).
+        ctx.report.add(
+            Row(
+                "crdt",
+                "the same against a bare apply-and-relay server (the floor), vs raw pycrdt",
+                "upd/s",
+                Figure(float(floor[1].replace(",", ""))),
+                Figure(raw_rate),
+            )
+        )
 
 
 SCENARIOS: dict[str, Callable[[Ctx], None]] = {
