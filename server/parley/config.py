@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         description="Kernel send buffer per connection in bytes, so a stalled client is cut off"
         " at the queue cap in bounded time and memory (0: the kernel's autotuning).",
     )
+    listen_backlog: int = Field(
+        4096,
+        ge=16,
+        description="Connections the kernel queues until the server accepts them (Linux caps it"
+        " at net.core.somaxconn). A reconnect storm of thousands overflowed uvicorn's 2048, and"
+        " each dropped handshake waits for a retransmission (1, 2, 4... s).",
+    )
     auth_timeout: float = Field(
         10.0, gt=0, description="Seconds a socket may stay open before sending its hello."
     )

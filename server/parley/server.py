@@ -74,6 +74,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         lifespan="on",
+        backlog=settings.listen_backlog,
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_flush_timeout) + 5,
