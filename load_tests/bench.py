@@ -13,7 +13,7 @@ Scenarios (no scenario named: the standard set, as `make bench` runs it):
   fanout-typing the same with ephemeral `typing` events: pure fan-out, no database
   sessions      1,000 sessions x 10 subscribers: publishes/s at saturation, then p50/p99/p99.9
                 latency at half of that rate
-  sessions-typing  the same with ephemeral `typing` events over 300 sessions: the hub's own
+  sessions-typing  the same with ephemeral `typing` events over 200 sessions: the hub's own
                 path, no database
   slow-reader   one subscriber stops reading: everyone else's p99 before and during, and when
                 the server cuts it off (close 4008)
@@ -1087,7 +1087,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     g.add_argument("--workers", type=int, default=2, help="load generator processes (default 2)")
     g.add_argument("--duration", type=float, default=3.0, help="seconds per measurement window")
-    g.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
+    g.add_argument("--warmup", type=float, default=0.5, help="seconds before each window")
     g.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     g.add_argument(
         "--parley-src",
@@ -1140,7 +1140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument(
         "--typing-sessions",
         type=int,
-        default=300,
+        default=200,
         help="sessions-typing: number of sessions (fewer than M: the run is about the hub's "
         "path, and a closed window over 1,000 sessions does not saturate it)",
     )
