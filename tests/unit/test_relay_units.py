@@ -267,6 +267,23 @@ def test_keys_go_only_with_their_base_url(tmp_path: Path) -> None:
     assert reg.get("openai", "acme") is reg.get("openai", "acme"), "clients are pooled"
 
 
+async def test_sdks_are_imported_in_threads_only_for_configured_providers() -> None:
+    bare = ProviderRegistry(Settings())
+    await bare.warm()
+    assert bare._imports == {}, "no keys, URLs or credentials file: nothing imported at start"
+    provider = await bare.provider("anthropic", "acme")  # imported on first use instead
+    assert provider.kind == "anthropic"
+    assert set(bare._imports) == {"anthropic"}
+    await bare.aclose()
+
+    configured = ProviderRegistry(Settings(relay_openai_base_url="http://operator.invalid/v1"))
+    await configured.warm()
+    assert set(configured._imports) == {"openai"}
+    assert configured._imports["openai"].done(), "a configured process imports at start"
+    assert (await configured.provider("openai", "acme")) is configured.get("openai", "acme")
+    await configured.aclose()
+
+
 def test_anthropic_turns_alternate_and_start_with_the_user() -> None:
     turns = alternate(
         [

@@ -54,7 +54,7 @@ class Llm:
             max_output_tokens=max_tokens,
             params={"temperature": 0},
         )
-        provider = self.registry.get(self.provider, tenant_id)
+        provider = await self.registry.provider(self.provider, tenant_id)
         parts: list[str] = []
         try:
             async with asyncio.timeout(self.timeout):

@@ -17,6 +17,8 @@ nobody can make the server call an address the operator did not configure.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,6 @@ import orjson
 import structlog
 
 from parley.config import Settings
-
-# Imported up front, not on first use: importing an SDK takes about a second, and doing it in
-# the middle of a generation would stall the event loop (and every lease renewal with it).
 from parley.relay.providers.anthropic import AnthropicProvider
 from parley.relay.providers.base import Provider
 from parley.relay.providers.openai_chat import OpenAIChatProvider
@@ -35,6 +34,18 @@ from parley.relay.providers.openai_responses import OpenAIResponsesProvider
 from parley.relay.providers.scripted import ScriptedProvider
 
 log = structlog.get_logger("parley.relay")
+
+# The provider SDKs, by kind. Importing one takes about a second (more than half of the
+# server's start-up, and of every CLI command's), so it happens in a thread, and only where
+# needed: at start-up for the SDKs this process is configured for (``ProviderRegistry.warm``),
+# else on first use (``ProviderRegistry.provider``). On the event loop it would stall every
+# connection and lease renewal for that long.
+SDK_MODULES = {
+    "openai": "openai",
+    "openai_responses": "openai",
+    "openai_compatible": "openai",
+    "anthropic": "anthropic",
+}
 
 ENV_KINDS = {
     "openai": "openai",
@@ -106,6 +117,31 @@ class ProviderRegistry:
         self.settings = settings
         self.credentials = CredentialsFile(settings.relay_credentials_file)
         self._cache: dict[tuple[str, str | None, str | None], Provider] = {}
+        self._imports: dict[str, asyncio.Task[object]] = {}
+
+    async def warm(self) -> None:
+        """Import, in threads, the SDKs of the providers this process has keys, base URLs or
+        a credentials file for: a configured process starts a second later, and its first
+        answer does not wait for an import. Others import on first use."""
+        s = self.settings
+        if s.relay_credentials_file is not None:
+            wanted = set(SDK_MODULES.values())
+        else:
+            wanted = set()
+            if s.relay_openai_api_key or s.relay_openai_base_url or s.relay_compatible_api_key:
+                wanted.add("openai")
+            if s.relay_anthropic_api_key or s.relay_anthropic_base_url:
+                wanted.add("anthropic")
+        await asyncio.gather(*(self._import(module) for module in sorted(wanted)))
+
+    def _import(self, module: str) -> asyncio.Task[object]:
+        task = self._imports.get(module)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(importlib.import_module, module), name=f"import-{module}"
+            )
+            self._imports[module] = task
+        return task
 
     def _env(self, section: str) -> Credentials:
         s = self.settings
@@ -122,8 +158,16 @@ class ProviderRegistry:
         section = ENV_KINDS[kind]
         return self.credentials.lookup(tenant_id, section) or self._env(section)
 
+    async def provider(self, kind: str, tenant_id: str) -> Provider:
+        """:meth:`get`, once the kind's SDK is imported (in a thread, by :meth:`warm` or now)."""
+        module = SDK_MODULES.get(kind)
+        if module is not None:
+            await self._import(module)
+        return self.get(kind, tenant_id)
+
     def get(self, kind: str, tenant_id: str) -> Provider:
-        """The provider client for ``kind`` as ``tenant_id`` uses it."""
+        """The provider client for ``kind`` as ``tenant_id`` uses it (importing its SDK here,
+        on the caller's thread, when :meth:`provider` has not)."""
         if kind == "scripted":
             creds = Credentials(None, None)
         else:

@@ -204,7 +204,7 @@ class Generation:
                 self.discard = True  # removed meanwhile: storing would make it join again
             else:
                 request = await relay.context(self.spec, info.prompt_id)
-                provider = relay.registry.get(self.spec.provider, info.tenant_id)
+                provider = await relay.registry.provider(self.spec.provider, info.tenant_id)
                 if self.stop_reason is None:
                     reader = asyncio.get_running_loop().create_task(
                         self._generate(provider, request)
@@ -454,6 +454,7 @@ class Relay:
 
     async def start(self) -> None:
         """Connect the store, listen for stops, start the lease renewal and the reaper."""
+        await self.registry.warm()
         await self.store.start()
         await self.broker.subscribe(CONTROL_CHANNEL, self._on_control)
         loop = asyncio.get_running_loop()

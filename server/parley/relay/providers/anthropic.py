@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import anthropic
-
 from parley.relay.providers.base import (
     ChatMessage,
     Finish,
@@ -46,6 +44,8 @@ def anthropic_error(exc: BaseException, secrets: tuple[str | None, ...]) -> Stre
     """Map an exception of the ``anthropic`` SDK to a ``StreamError``. An ``error`` event in
     the middle of a stream arrives as a status error of the (200) streaming response, so its
     kind comes from the body's ``error.type``."""
+    import anthropic  # imported by ProviderRegistry.provider before any client exists
+
     if isinstance(exc, anthropic.APITimeoutError):
         return StreamError("the provider did not answer in time", "timeout", True)
     if isinstance(exc, anthropic.APIConnectionError):
@@ -109,6 +109,8 @@ class AnthropicProvider:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
     ) -> None:
+        import anthropic  # see SDK_MODULES in relay/registry.py
+
         self.kind = kind
         self._secrets = (api_key,)
         # A placeholder key keeps the SDK from reading ANTHROPIC_API_KEY by itself.

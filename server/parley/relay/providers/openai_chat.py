@@ -9,9 +9,7 @@ backoff, and it must count and report attempts).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from parley.relay.providers.base import (
     ChatMessage,
@@ -30,6 +28,9 @@ from parley.relay.providers.base import (
     sdk_call,
     status_error,
 )
+
+if TYPE_CHECKING:
+    import openai
 
 # Parameters an assistant may set for this API (validated when it is saved).
 PARAMS = (
@@ -55,6 +56,8 @@ _FINISH: dict[str, FinishReason] = {
 
 def openai_error(exc: BaseException, secrets: tuple[str | None, ...]) -> StreamError:
     """Map an exception of the ``openai`` SDK (or its transport) to a ``StreamError``."""
+    import openai  # imported by ProviderRegistry.provider before any client exists
+
     if isinstance(exc, openai.APITimeoutError):
         return StreamError("the provider did not answer in time", "timeout", True)
     if isinstance(exc, openai.APIConnectionError):
@@ -99,6 +102,8 @@ def client_for(
     """An SDK client without SDK retries. A missing key is sent as a placeholder so the SDK
     never falls back to reading ``OPENAI_API_KEY`` itself: which key goes to which server is
     decided in one place (``relay.providers.registry``)."""
+    import openai  # see SDK_MODULES in relay/registry.py
+
     return openai.AsyncOpenAI(
         api_key=api_key or "not-set",
         base_url=base_url,
