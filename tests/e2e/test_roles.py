@@ -3,6 +3,7 @@ through REST, the socket and the documents, and how a change takes effect at onc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,34 @@ async def test_a_downgrade_refuses_the_next_write_at_once(server: RunningServer)
         # The document re-read bob's role when the change was announced, not seconds later.
         doc.notes.insert(0, "viewer text ")
         await doc.wait(lambda: bool(doc.denied))
+        assert doc.denied[0].startswith("forbidden: viewers")
+
+
+async def test_a_downgrade_holds_the_next_document_update_until_the_role_is_read_again(
+    server: RunningServer,
+) -> None:
+    """The re-read of a role after an announced change may be slow (a busy database): the
+    client's next update waits for it instead of slipping through with the old role."""
+    docs = server.app.state.docs
+    read_access = docs.access
+
+    async def slow_access(p: Any, session_id: str) -> Any:
+        await asyncio.sleep(0.5)
+        return await read_access(p, session_id)
+
+    sid = await new_session(server, "private")
+    await seen(server, "bob")
+    await grant(server, sid, "bob", "editor")
+    async with yjs_client(server, sid, "bob") as doc:
+        doc.notes.insert(0, "editor text")
+        await doc.flushed()
+        docs.access = slow_access
+        try:
+            await grant(server, sid, "bob", "viewer")
+            doc.notes.insert(0, "viewer text ")
+            await doc.wait(lambda: bool(doc.denied))
+        finally:
+            docs.access = read_access
         assert doc.denied[0].startswith("forbidden: viewers")
 
 

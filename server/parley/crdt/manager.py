@@ -124,6 +124,9 @@ class Handle:
     log_rows: int = 0
     log_bytes: int = 0
     relay_soon: bool = False  # the room's deferred relays go out at the next loop iteration
+    # Access re-reads under way (``revalidate``): clients' next messages wait for them, so a
+    # downgrade applies to the first update after it was announced, whatever the read takes.
+    revalidating: set[asyncio.Task[None]] = field(default_factory=set)
     gone: bool = False  # the session was deleted: nothing more to store
     writer: asyncio.Task[None] | None = None
     ticker: asyncio.Task[None] | None = None
@@ -196,6 +199,10 @@ class DocManager:
         handle = self._where.get(peer)
         if handle is None or handle.state is not State.READY:
             raise ParleyError("not joined to this document", code=ErrorCode.NOT_SUBSCRIBED)
+        if handle.revalidating:
+            await asyncio.wait(list(handle.revalidating))
+            if self._where.get(peer) is not handle:
+                return  # its access was revoked meanwhile
         if self.clock() - peer.access.checked_at >= self.settings.doc_role_ttl:
             peer.access = await self.access(peer.principal, handle.session_id)
             if self._where.get(peer) is not handle:
@@ -498,6 +505,8 @@ class DocManager:
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            handle.revalidating.add(task)
+            task.add_done_callback(handle.revalidating.discard)
         elif kind == "h":
             state_vector, wants_presence = body
             missing = room.doc.get_update(state_vector)
