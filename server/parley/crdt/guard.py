@@ -25,7 +25,7 @@ from pycrdt import ArrayEvent, Doc, Map, MapEvent
 
 from parley.crdt import schema
 from parley.crdt.schema import ANNOTATIONS, RESOLVE_FIELDS, Scope, plain
-from parley.crdt.updates import EMPTY_UPDATE, has_structs, novel_part
+from parley.crdt.updates import EMPTY_UPDATE, has_structs, left_pending
 from parley.errors import Forbidden
 
 VIEWERS_MAY_NOT_WRITE = "viewers may read the document but not change it"
@@ -52,7 +52,7 @@ def check_write(doc: Doc[Any], novel: bytes, scope: Scope, user_id: str) -> bool
     for name, root in roots.items():
         root.observe_deep(_collector(touched.setdefault(name, [])))
     probe.apply_update(novel)
-    if structs and has_structs(novel_part(novel, probe.get_state())):
+    if structs and left_pending(novel, probe):
         # Parts of it wait for changes the server does not have, so what they will touch is
         # unknown; editors may send such updates, others may not.
         raise Forbidden("the update depends on changes the server does not have")

@@ -30,6 +30,7 @@ from parley.crdt.updates import (
     decode_state_vector,
     has_structs,
     inspect_update,
+    left_pending,
     merged_chunks,
     novel_part,
 )
@@ -289,7 +290,7 @@ class Room:
         """After applying an unchecked update (stored state, another process's): if parts of
         it wait for changes the document lacks, a later update may integrate them, and the
         state vector can no longer be derived from the updates accepted here."""
-        if has_structs(update) and has_structs(novel_part(update, self.doc.get_state())):
+        if left_pending(update, self.doc):
             self._pending_possible = True
 
     def _check_size(self, incoming: int) -> None:

@@ -22,9 +22,9 @@ Update v1 layout (Yjs ``encoding.js``)::
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from pycrdt import get_update, merge_updates
+from pycrdt import Doc, get_update, merge_updates
 
 from parley.crdt.yprotocol import MAX_VARUINT_BYTES, Reader, YProtocolError
 
@@ -242,6 +242,12 @@ def novel_part(update: bytes, state_vector: bytes) -> bytes:
 def has_structs(update: bytes) -> bool:
     """True when the update holds any struct (its first varuint, the client count, is not 0)."""
     return bool(update) and update[0] != 0
+
+
+def left_pending(update: bytes, doc: Doc[Any]) -> bool:
+    """True when ``update``, just applied to ``doc``, has structs the document could not
+    integrate: they wait for changes it lacks."""
+    return has_structs(update) and has_structs(novel_part(update, doc.get_state()))
 
 
 MERGE_CHUNK = 64  # Yrs merges a few dozen updates in microseconds, thousands in tens of ms
