@@ -51,6 +51,7 @@ GENESIS = "0" * 64
 Result = Literal["ok", "denied", "error"]
 DENIED_CODES = frozenset({"unauthenticated", "forbidden", "not_found", "token_expired"})
 MAX_PENDING = 100_000  # per process; past it the oldest queued entries are dropped (logged)
+MAX_TARGET_ID, MAX_CLIENT = 200, 100  # stored lengths of an entry's target id and client
 
 ENTRIES = Counter("parley_audit_entries_total", "Audit entries appended, by result.", ["result"])
 DROPPED = Counter("parley_audit_dropped_total", "Queued audit entries dropped (queue full).")
@@ -93,12 +94,34 @@ class Entry:
             actor_kind=str(p.kind),
             action=action,
             target_type=target_type,
-            target_id=target_id[:200],
+            target_id=target_id[:MAX_TARGET_ID],
             result=result,
             code=code,
-            client=client[:100] if client else None,
+            client=client[:MAX_CLIENT] if client else None,
             details=details or {},
         )
+
+
+def _coalesce_key(
+    tenant_id: str,
+    actor: str,
+    action: str,
+    target_id: str,
+    result: str,
+    code: str | None,
+    client: str | None,
+) -> tuple[Any, ...]:
+    """What makes two entries "the same" for coalescing: the fields :meth:`Entry.of` stores,
+    cut alike, so a built entry and the arguments it would be built from give one key."""
+    return (
+        tenant_id,
+        actor,
+        action,
+        target_id[:MAX_TARGET_ID],
+        result,
+        code,
+        client[:MAX_CLIENT] if client else None,
+    )
 
 
 def result_of(exc: BaseException | None) -> tuple[Result, str | None]:
@@ -327,7 +350,7 @@ class AuditRecorder:
         entry equal to one already queued in this flush (same tenant, actor, action, target,
         result, client) only increments that one's ``details["count"]``."""
         if coalesce:
-            key = (
+            key = _coalesce_key(
                 entry.tenant_id,
                 entry.actor,
                 entry.action,
@@ -360,14 +383,8 @@ class AuditRecorder:
     ) -> None:
         """``record_nowait(Entry.of(...), coalesce=True)`` for per-message actions: an entry
         equal to one queued in this flush is counted without building a new one first."""
-        key = (
-            principal.tenant_id,
-            principal.user_id,
-            action,
-            target_id[:200],
-            result,
-            code,
-            client[:100] if client else None,
+        key = _coalesce_key(
+            principal.tenant_id, principal.user_id, action, target_id, result, code, client
         )
         if not self._count_again(key):
             entry = Entry.of(
