@@ -99,6 +99,9 @@ class HubProcess:
             "PARLEY_FRAME_RATE": "10000",
             "PARLEY_FRAME_BURST": "10000",
             "PARLEY_PRESENCE_TTL": "3",
+            # Loading the embedding model costs each process seconds of CPU at start-up; these
+            # processes test the cluster, and semantic search has its own tests.
+            "PARLEY_SEMANTIC": "false",
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"

@@ -76,6 +76,24 @@ def test_migrate_is_repeatable(tmp_path: Path) -> None:
     assert (tmp_path / "parley.db").exists()
 
 
+def ready_statuses(port: int, deadline: float = 60.0) -> list[dict[str, object]]:
+    """Poll ``/readyz`` until it answers 200; every answer's status code and body, in order."""
+    seen: list[dict[str, object]] = []
+    end = time.monotonic() + deadline
+    with httpx.Client() as h:
+        while time.monotonic() < end:
+            try:
+                r = h.get(f"http://127.0.0.1:{port}/readyz")
+            except httpx.TransportError:
+                time.sleep(0.05)  # still starting: there is no event to wait on
+                continue
+            seen.append({"code": r.status_code, **r.json()})
+            if r.status_code == 200:
+                return seen
+            time.sleep(0.05)
+    raise TimeoutError(f"not ready within {deadline} s: {seen[-3:]}")
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, str, Path]]:
     port = free_port()
@@ -97,13 +115,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, str, Pa
                 assert line, "serve exited before printing its token"
                 if line.strip().startswith("eyJ"):
                     token = line.strip()
-            with httpx.Client() as h:
-                for _ in range(400):
-                    try:
-                        if h.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.05)  # still starting: there is no event to wait on
+            ready_statuses(port)
             yield proc, port, token, log_path
         finally:
             if proc.poll() is None:
@@ -155,3 +167,30 @@ def test_serve_prints_the_workspace_sign_in_link(
     page = httpx.get(f"http://127.0.0.1:{port}/")
     assert page.status_code in (200, 503), "the workspace, or how to build it"
     assert "Parley" in page.text
+
+
+def test_readyz_answers_not_ready_until_the_embedding_model_is_loaded(tmp_path: Path) -> None:
+    """The model's import and first load hold the interpreter for seconds after the socket
+    opens: a load balancer must not send traffic meanwhile."""
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*PARLEY, "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "PARLEY_LOG_FORMAT": "json", "PARLEY_SEMANTIC": "true"},
+        )
+        try:
+            statuses = ready_statuses(port)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    first, last = statuses[0], statuses[-1]
+    assert first["code"] == 503, statuses
+    assert first["status"] == "not ready"
+    assert first["checks"] == {"storage": "ok", "broker": "ok", "model": "loading"}
+    assert last == {"code": 200, "status": "ready", "checks": {"storage": "ok", "broker": "ok"}}
+    lines = log_path.read_text().splitlines()  # the banner on stdout is not JSON
+    events = [json.loads(line).get("event") for line in lines if line.startswith("{")]
+    assert "embedding model loaded" in events

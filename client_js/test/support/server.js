@@ -40,6 +40,9 @@ export async function startServer ({ env = {} } = {}) {
       PARLEY_SECRET: secret,
       PARLEY_LOG_LEVEL: 'warning',
       PARLEY_BROKER_URL: 'memory://',
+      // No test here searches by meaning; loading the embedding model would cost each server
+      // seconds of CPU before it is ready.
+      PARLEY_SEMANTIC: 'false',
       ...env
     },
     stdio: ['ignore', 'ignore', 'pipe']

@@ -1,4 +1,5 @@
-"""``/healthz`` (the process answers), ``/readyz`` (storage and broker reachable), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (storage and broker reachable, start-up
+work done), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -28,9 +29,13 @@ async def readyz(request: Request) -> Response:
         checks["broker"] = "ok" if healthy else "failing: not connected"
     except Exception as exc:
         checks["broker"] = f"failing: {type(exc).__name__}"
+    # Loading the embedding model keeps the interpreter busy for seconds: a process that took
+    # traffic meanwhile would answer everything late (and miss its own relay leases).
+    if request.app.state.intelligence.semantic.loading:
+        checks["model"] = "loading"
     # Without storage nothing works: not ready. Without the broker, this process still serves
     # its own clients (and they recover by seq later): ready, but reported as degraded.
-    if checks["storage"] != "ok":
+    if checks["storage"] != "ok" or checks.get("model") == "loading":
         status, code = "not ready", 503
     elif checks["broker"] != "ok":
         status, code = "degraded", 200

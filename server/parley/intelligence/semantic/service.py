@@ -52,6 +52,12 @@ class Semantic:
         except Exception:  # the first query or job that needs it tries again, and fails visibly
             log.exception("loading the embedding model failed")
 
+    @property
+    def loading(self) -> bool:
+        """The start-up load is still running (``/readyz`` reports the process not ready: the
+        import and the model's first load hold the interpreter for seconds)."""
+        return self._warm is not None and not self._warm.done()
+
     async def ready(self) -> None:
         """Wait until the start-up load has finished (loaded or failed)."""
         if self._warm is not None:
