@@ -356,12 +356,19 @@ async def test_bad_tokens_and_unknown_sessions_are_closed_for_good(
 # -- several processes on one bus ---------------------------------------------------------------
 
 
+def _structs(stored: dict[str, list[bytes]]) -> int:
+    return sum(inspect_update(u).structs for rows in stored.values() for u in rows)
+
+
 def _recording(
-    append: Callable[..., Awaitable[None]], into: list[bytes]
+    append: Callable[..., Awaitable[None]], into: list[bytes], on_stored: Callable[[], None]
 ) -> Callable[..., Awaitable[None]]:
+    """``append`` that also records what it stored, once it is stored (committed)."""
+
     async def recorded(tenant_id: str, session_id: str, *updates: bytes) -> None:
-        into.extend(updates)
         await append(tenant_id, session_id, *updates)
+        into.extend(updates)
+        on_stored()
 
     return recorded
 
@@ -392,9 +399,15 @@ async def test_two_processes_converge_share_presence_and_store_once(
             await b.wait(lambda: "alice" in b.others_by_user())
             await a.wait(lambda: "bob" in a.others_by_user())
             stored: dict[str, list[bytes]] = {"one": [], "two": []}
+            all_stored = asyncio.Event()
+
+            def counted() -> None:
+                if _structs(stored) >= 10:
+                    all_stored.set()
+
             for name, hub in (("one", one), ("two", two)):
                 store = docs_of(hub).store
-                store.append = _recording(store.append, stored[name])  # type: ignore[method-assign]
+                store.append = _recording(store.append, stored[name], counted)  # type: ignore[method-assign]
             for i in range(10):
                 writer, reader = (a, b) if i % 2 == 0 else (b, a)
                 writer.notes.insert(len(writer.notes), str(i))
@@ -402,25 +415,10 @@ async def test_two_processes_converge_share_presence_and_store_once(
             assert notes(a) == "0123456789"
             await a.flushed()
             await b.flushed()
-            # Each process's writer has stored its own client's changes before the rooms close;
-            # otherwise a closing room stores a change the other has not committed yet (a
-            # harmless repeat, by design for crashes, but not what this test checks).
-            all_stored = asyncio.Event()
-
-            def record(fn: Any, rows: list[bytes]) -> Any:
-                async def append(*args: Any) -> Any:
-                    result = await fn(*args)
-                    if sum(inspect_update(u).structs for r in stored.values() for u in r) >= 10:
-                        all_stored.set()
-                    return result
-
-                return append
-
-            for name, hub in (("one", one), ("two", two)):
-                store = docs_of(hub).store
-                store.append = record(store.append, stored[name])  # type: ignore[method-assign]
-            if sum(inspect_update(u).structs for r in stored.values() for u in r) < 10:
-                await asyncio.wait_for(all_stored.wait(), 10)
+            # Each process's writer has stored (committed) its own client's changes before the
+            # rooms close; otherwise a closing room stores a change the other has not committed
+            # yet (a harmless repeat, by design for crashes, but not what this test checks).
+            await asyncio.wait_for(all_stored.wait(), 10)
         await room_closed(one, sid)
         await room_closed(two, sid)
         # each change was stored once, by the process of the client that made it (the rooms'
@@ -431,7 +429,7 @@ async def test_two_processes_converge_share_presence_and_store_once(
             for name, rows in stored.items()
         }
         assert clients == {"one": {alice}, "two": {bob}}
-        assert sum(inspect_update(u).structs for rows in stored.values() for u in rows) == 10
+        assert _structs(stored) == 10
         async with yjs_client(two, sid, "alice", presence={"viewing": "m1"}) as a:
             async with yjs_client(one, sid, "bob", presence={"viewing": "m2"}) as b:
                 await a.wait(lambda: "bob" in a.others_by_user())
