@@ -4,6 +4,7 @@ backoff, the delivery log, redelivery, test pings, disabling, and no loss across
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,60 @@ async def test_private_addresses_need_the_setting(
             r = await h.post("/webhooks", json={"url": url})
             assert r.status_code == 422, r.text
             assert "PARLEY_WEBHOOK_ALLOW_PRIVATE" in r.json()["error"]["message"]
+
+
+PUBLIC = "93.184.216.34"  # a global address: the checks let it pass; nothing connects to it
+
+
+class ScriptedDns:
+    """The event loop's ``getaddrinfo``, with scripted answers for one name (one per lookup,
+    the last repeating); other names resolve as usual. Patched that low because Parley's checks
+    and a connection by name both resolve through it: a second, unchecked lookup anywhere
+    would get the rebound answer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str, answers: list[str]) -> None:
+        self.real = loop.getaddrinfo
+        self.name, self.answers = name, answers
+        self.lookups = 0
+
+    async def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if (host.decode() if isinstance(host, bytes) else host) != self.name:
+            return await self.real(host, port, *args, **kwargs)
+        answer = self.answers[min(self.lookups, len(self.answers) - 1)]
+        self.lookups += 1
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (answer, port or 0))]
+
+
+async def test_a_name_that_rebinds_to_a_private_address_is_not_called(
+    sqlite_url: str, settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name answers a public address when the webhook is saved and checked before the
+    delivery, and a private one when the connection resolves it (DNS rebinding)."""
+    settings = settings_factory(database_url=sqlite_url, **{**FAST, "webhook_allow_private": False})
+    async with running_receiver() as rx, start_server(settings) as server, admin(server) as h:
+        loop = asyncio.get_running_loop()
+        dns = ScriptedDns(loop, "hooks.example", [PUBLIC, PUBLIC, "127.0.0.1"])
+        monkeypatch.setattr(loop, "getaddrinfo", dns)
+        hook = await make_hook(h, f"http://hooks.example:{rx.port}/hook", ["message.created"])
+        assert (await h.post(f"/webhooks/{hook['id']}/test")).status_code == 202
+        [delivery] = await wait_deliveries(h, hook["id"], lambda items: bool(items[0]["log"]))
+        assert rx.requests == [], "the delivery reached the private address"
+        error = delivery["log"][0]["error"] or ""
+        assert "resolves to a private or local address (127.0.0.1)" in error, delivery
+        assert dns.lookups >= 3
+
+
+async def test_a_delivery_goes_to_the_address_its_name_resolved_to(
+    hooked: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_receiver() as rx, admin(hooked) as h:
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(loop, "getaddrinfo", ScriptedDns(loop, "hooks.example", ["127.0.0.1"]))
+        hook = await make_hook(h, f"http://hooks.example:{rx.port}/hook", ["message.created"])
+        assert (await h.post(f"/webhooks/{hook['id']}/test")).status_code == 202
+        [ping] = await rx.wait_for(1)
+        assert ping.headers["host"] == f"hooks.example:{rx.port}", "the request keeps its name"
+        assert ping.headers["parley-event"] == "webhook.test"
 
 
 @pytest.mark.timeout(240)  # three process starts, slow on a loaded machine

@@ -157,7 +157,11 @@ class DeliveryWorker:
         self.claim_ttl = timedelta(seconds=2 * settings.webhook_timeout + 5)
 
     def start(self) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+            transport=urls.guarded_transport(allow_private=self.settings.webhook_allow_private),
+        )
         self._task = asyncio.create_task(self._run(), name="webhook-delivery")
 
     async def stop(self) -> None:

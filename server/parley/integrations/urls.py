@@ -3,15 +3,25 @@
 Only http(s) URLs with a host are accepted. Unless ``webhook_allow_private`` is set, a URL
 whose host is, or resolves to, a loopback, private, link-local, multicast or reserved address
 is refused: a tenant admin must not make the server call into its own network. The check runs
-when a webhook is saved and again before every delivery (DNS may have changed).
+when a webhook is saved, again before every delivery (DNS may have changed), and a third time
+where it counts, when the delivery client opens its connection (:class:`GuardedBackend`): the
+name is resolved once there, the answer checked, and the connection made to a checked address,
+so a name that answers a public address to the check and a private one to the connection (DNS
+rebinding) reaches nothing. Deliveries through a proxy (``HTTPS_PROXY``) connect to the proxy,
+which resolves the name itself; only the earlier checks apply to them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 from parley.errors import InvalidRequest
 
@@ -76,3 +86,68 @@ def _is_ip(host: str) -> bool:
 async def _resolve(host: str) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to addresses the rule allows: each name is
+    resolved once, every answer checked, and the connection opened to an address that was."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_private = allow_private
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 -- httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = [host] if _is_ip(host) else await _resolve(host)
+        except (OSError, TimeoutError) as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve: {exc or 'timed out'}") from exc
+        if not self._allow_private and any(_forbidden(a) for a in addresses):
+            raise httpcore.ConnectError(
+                f"{host} resolves to a private or local address ({', '.join(addresses)}); "
+                "an operator may allow that with PARLEY_WEBHOOK_ALLOW_PRIVATE"
+            )
+        for address in addresses[:-1]:
+            with contextlib.suppress(httpcore.ConnectError, httpcore.ConnectTimeout):
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+        # getaddrinfo answers at least one address or raises; the last one's error is told.
+        return await self._inner.connect_tcp(
+            addresses[-1], port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 -- httpcore's interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks are delivered over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(*, allow_private: bool) -> httpx.AsyncHTTPTransport:
+    """httpx's transport, with its connection pool opening connections through
+    :class:`GuardedBackend`."""
+    transport = httpx.AsyncHTTPTransport()
+    # httpx takes no network backend of its own; its pool (httpcore's) does. Replacing the
+    # pool keeps httpx's request handling and error mapping (ConnectError stays ConnectError).
+    # The pool gets httpx's default limits, as the transport's own had.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=GuardedBackend(allow_private=allow_private),
+    )
+    return transport
