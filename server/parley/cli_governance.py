@@ -174,7 +174,8 @@ def keys_rotate(new_master_key: str | None, data_keys: bool, **options: Any) -> 
             totals = await rotate_data_keys(db, KeyRing(target, olds), click.echo)
             click.echo(
                 f"done: {totals['tenants']} tenants, {totals['messages']} messages, "
-                f"{totals['events']} events, {totals['documents']} document rows re-encrypted"
+                f"{totals['events']} events, {totals['deliveries']} webhook deliveries, "
+                f"{totals['documents']} document rows re-encrypted"
             )
 
     _run(settings, job)

@@ -1,6 +1,7 @@
 """Webhook signing secrets sealed at rest (encryption on), on SQLite and PostgreSQL: the stored
 column never holds the secret, deliveries are still signed with it (the receiver verifies),
-rotation seals the new one, and a sealed secret moved to another endpoint does not open."""
+rotation seals the new one, and a sealed secret moved to another endpoint does not open; the
+queued payloads are sealed too, and open for every attempt and after a data key rotation."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from parley.config import Settings
 from parley.governance.auth import TenantRole
-from parley.governance.crypto.columns import TEXT_MARK
+from parley.governance.crypto.columns import JSON_MARK, KEYRING, TEXT_MARK
+from parley.governance.crypto.envelope import key_version
+from parley.governance.crypto.rotate import rotate_data_keys
 from parley.storage import models as m
 from tests.fakes.webhook_receiver import Receiver, running_receiver
 from tests.support import RunningServer, start_server
@@ -134,3 +137,60 @@ async def test_secrets_are_sealed_at_rest_and_deliveries_still_verify(
         assert failed["status"] == "failed"
         assert failed["last_error"].startswith("the endpoint's signing secret does not open")
         assert all(req.path == "/hook" for req in rx.requests), "nothing went to /hook/b"
+
+
+async def stored_payloads(server: RunningServer, hook_id: str) -> dict[str, Any]:
+    """Delivery id -> the payload column as stored (a plain column select: nothing opens it)."""
+
+    def read(s: Session) -> dict[str, Any]:
+        q = select(m.WebhookDelivery.id, m.WebhookDelivery.payload).where(
+            m.WebhookDelivery.webhook_id == hook_id, m.WebhookDelivery.tenant_id == "acme"
+        )
+        return {str(ident): value for ident, value in s.execute(q).all()}
+
+    rows: dict[str, Any] = await server.app.state.db.read(read)
+    return rows
+
+
+def payload_version(stored: Any) -> int | None:
+    assert set(stored) == {JSON_MARK}, stored
+    return key_version(base64.b64decode(stored[JSON_MARK]))
+
+
+async def test_delivery_payloads_are_sealed_at_rest_and_open_for_every_attempt(
+    sealed: RunningServer,
+) -> None:
+    secret_text = "ultramarine-webhook-body"
+    sid = await sealed.create_session()
+    async with running_receiver(Receiver()) as rx, admin(sealed) as h:
+        r = await h.post("/webhooks", json={"url": rx.url, "events": ["message.created"]})
+        hook = r.json()
+        rx.secret = hook["secret"]
+        await send(sealed, sid, secret_text)  # queued by the dispatcher (a bulk insert)
+        [first] = await rx.wait_for(1)
+        assert first.signature_ok
+        assert first.json["data"]["message"]["text"] == secret_text
+        assert (await h.post(f"/webhooks/{hook['id']}/test")).status_code == 202  # an ORM insert
+        ping = (await rx.wait_for(2))[1]
+        assert ping.json["type"] == "webhook.test"
+
+        stored = await stored_payloads(sealed, hook["id"])
+        assert set(stored) == {first.delivery_id, ping.delivery_id}
+        assert secret_text not in str(stored)
+        assert {payload_version(v) for v in stored.values()} == {1}
+
+        # A redelivery opens the stored payload: the same body, byte for byte.
+        url = f"/webhooks/{hook['id']}/deliveries/{first.delivery_id}/redeliver"
+        assert (await h.post(url)).status_code == 202
+        again = (await rx.wait_for(3))[2]
+        assert again.body == first.body
+        assert again.signature_ok
+
+        # Rotating the data keys re-seals payloads under the new version; they still open.
+        db = sealed.app.state.db
+        totals = await rotate_data_keys(db, db.info[KEYRING], lambda _line: None)
+        assert totals["deliveries"] == 2
+        restored = await stored_payloads(sealed, hook["id"])
+        assert {payload_version(v) for v in restored.values()} == {2}
+        assert (await h.post(url)).status_code == 202
+        assert (await rx.wait_for(4))[3].body == first.body

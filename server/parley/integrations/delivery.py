@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from parley import metrics
 from parley.config import Settings
 from parley.errors import InvalidRequest
+from parley.governance.crypto.columns import seal_values
 from parley.governance.crypto.envelope import CryptoError
 from parley.governance.scoping import all_tenants
 from parley.ids import utcnow
@@ -111,7 +112,9 @@ class WebhookDispatcher:
 
 
 def _insert_new(s: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert delivery rows, skipping ids that exist (a batch dispatched again)."""
+    """Insert delivery rows, skipping ids that exist (a batch dispatched again); payloads are
+    sealed when encryption at rest is on (a Core insert skips the ORM's hooks)."""
+    rows = seal_values(s, m.WebhookDelivery, rows)
     if s.get_bind().dialect.name == "postgresql":
         pg = postgresql.insert(m.WebhookDelivery).on_conflict_do_nothing(index_elements=["id"])
         s.execute(pg, rows)

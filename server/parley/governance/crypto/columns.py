@@ -1,14 +1,16 @@
 """Transparent encryption of content columns, through SQLAlchemy ORM events.
 
 Encrypted: ``messages.text`` and ``messages.parts``, ``events.data`` (it carries message
-views), document snapshots and updates (``seal_blob``/``open_blob``, called by the document
-store). Every session of a :class:`~parley.storage.database.Database` that has a key ring in
+views), ``webhook_deliveries.payload`` (the event a receiver gets, message text included),
+document snapshots and updates (``seal_blob``/``open_blob``, called by the document store).
+Every session of a :class:`~parley.storage.database.Database` that has a key ring in
 ``db.info[KEYRING]`` encrypts before INSERT/UPDATE and decrypts on load; objects in memory
 always hold plaintext. Without a key ring nothing changes, and plaintext rows (written before
 encryption was turned on) are read as they are.
 
 Stored forms: text ``"\\x1bpenc:" + base64(blob)``; JSON ``{"$enc": base64(blob)}`` (message
-parts are lists and event data never has that key, so neither can be mistaken for it).
+parts are lists, and event data and delivery payloads never have that key, so none can be
+mistaken for it).
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ JSON_MARK = "$enc"
 _PLAIN = "parley_plaintext"  # InstanceState.info: plaintext to restore after a flush
 
 # Per model: the encrypted attributes, and how each row names itself in associated data.
-_FIELDS: dict[type[Any], tuple[str, ...]] = {m.Message: ("text", "parts"), m.Event: ("data",)}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    m.Message: ("text", "parts"),
+    m.Event: ("data",),
+    m.WebhookDelivery: ("payload",),
+}
 
 
 def _row_name(model: type[Any], row: Mapping[str, Any]) -> str:
     if model is m.Message:
         return f"msg|{row['tenant_id']}|{row['id']}"
+    if model is m.WebhookDelivery:
+        return f"whd|{row['tenant_id']}|{row['id']}"
     return f"evt|{row['tenant_id']}|{row['session_id']}|{row['seq']}"
 
 
@@ -50,7 +58,7 @@ def _aad(target: Any, column: str) -> bytes:
 def seal_values(
     session: Session, model: type[Any], rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Rows for a Core ``insert(model)`` of messages or events, sealed as the ORM hooks would
+    """Rows for a Core ``insert(model)`` of an encrypted model, sealed as the ORM hooks would
     seal them (bulk inserts skip those hooks). Unchanged without a key ring."""
     ring = keyring_of(session)
     if ring is None:

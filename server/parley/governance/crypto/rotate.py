@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, attributes
 
 from parley.governance.crypto.columns import KEYRING, open_blob, seal_blob
@@ -18,6 +18,12 @@ from parley.storage.database import Database
 
 BATCH = 200
 Progress = Callable[[str], None]
+# Each encrypted table, walked in the order of a unique key (so a resumed run continues).
+_ORDER: dict[Any, tuple[str, ...]] = {
+    m.Message: ("session_id", "id"),
+    m.Event: ("session_id", "seq"),
+    m.WebhookDelivery: ("id",),
+}
 
 
 async def rewrap(db: Database, new: MasterKey, old: list[MasterKey], say: Progress) -> int:
@@ -44,7 +50,7 @@ async def rotate_data_keys(db: Database, ring: KeyRing, say: Progress) -> dict[s
     """A new data key version per tenant, then every row re-encrypted under it."""
     db.info[KEYRING] = ring
     tenants = await db.read(lambda s: list(s.scalars(select(m.Tenant.id)).all()))
-    totals = {"tenants": 0, "messages": 0, "events": 0, "documents": 0}
+    totals = {"tenants": 0, "messages": 0, "events": 0, "deliveries": 0, "documents": 0}
     for number, tenant_id in enumerate(sorted(tenants), start=1):
 
         def add(s: Session, tenant_id: str = tenant_id) -> int:
@@ -55,6 +61,7 @@ async def rotate_data_keys(db: Database, ring: KeyRing, say: Progress) -> dict[s
         counts = {
             "messages": await _reseal_rows(db, tenant_id, m.Message, ("text", "parts")),
             "events": await _reseal_rows(db, tenant_id, m.Event, ("data",)),
+            "deliveries": await _reseal_rows(db, tenant_id, m.WebhookDelivery, ("payload",)),
             "documents": await _reseal_docs(db, tenant_id),
         }
         for name, value in counts.items():
@@ -63,13 +70,15 @@ async def rotate_data_keys(db: Database, ring: KeyRing, say: Progress) -> dict[s
         say(
             f"[{number}/{len(tenants)}] tenant {tenant_id}: key version {version}, "
             f"{counts['messages']} messages, {counts['events']} events, "
+            f"{counts['deliveries']} webhook deliveries, "
             f"{counts['documents']} document rows re-encrypted"
         )
     return totals
 
 
 async def _reseal_rows(db: Database, tenant_id: str, model: Any, columns: tuple[str, ...]) -> int:
-    keys = [model.session_id, model.id] if model is m.Message else [model.session_id, model.seq]
+    names = _ORDER[model]
+    keys = [getattr(model, name) for name in names]
     after: tuple[Any, ...] | None = None
     total = 0
     while True:
@@ -77,7 +86,7 @@ async def _reseal_rows(db: Database, tenant_id: str, model: Any, columns: tuple[
         def work(s: Session, after: tuple[Any, ...] | None = after) -> tuple[Any, ...] | None:
             q = select(model).where(model.tenant_id == tenant_id)
             if after is not None:
-                q = q.where((keys[0] > after[0]) | ((keys[0] == after[0]) & (keys[1] > after[1])))
+                q = q.where(tuple_(*keys) > tuple_(*after))
             rows = s.scalars(q.order_by(*keys).limit(BATCH)).all()
             for row in rows:
                 for column in columns:
@@ -87,13 +96,13 @@ async def _reseal_rows(db: Database, tenant_id: str, model: Any, columns: tuple[
             last = rows[-1] if rows else None
             if last is None:
                 return None
-            return (last.session_id, last.id if model is m.Message else last.seq, len(rows))
+            return (*(getattr(last, name) for name in names), len(rows))
 
         result = await db.write(work)
         if result is None:
             return total
-        after = result[:2]
-        total += result[2]
+        after = result[:-1]
+        total += result[-1]
 
 
 async def _reseal_docs(db: Database, tenant_id: str) -> int:
