@@ -175,6 +175,7 @@ def keys_rotate(new_master_key: str | None, data_keys: bool, **options: Any) -> 
             click.echo(
                 f"done: {totals['tenants']} tenants, {totals['messages']} messages, "
                 f"{totals['events']} events, {totals['deliveries']} webhook deliveries, "
+                f"{totals['secrets']} webhook secrets, "
                 f"{totals['documents']} document rows re-encrypted"
             )
 

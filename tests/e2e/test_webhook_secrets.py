@@ -1,7 +1,8 @@
 """Webhook signing secrets sealed at rest (encryption on), on SQLite and PostgreSQL: the stored
 column never holds the secret, deliveries are still signed with it (the receiver verifies),
 rotation seals the new one, and a sealed secret moved to another endpoint does not open; the
-queued payloads are sealed too, and open for every attempt and after a data key rotation."""
+queued payloads are sealed too, and open for every attempt; a data key rotation re-seals
+payloads and secrets."""
 
 from __future__ import annotations
 
@@ -189,8 +190,12 @@ async def test_delivery_payloads_are_sealed_at_rest_and_open_for_every_attempt(
         # Rotating the data keys re-seals payloads under the new version; they still open.
         db = sealed.app.state.db
         totals = await rotate_data_keys(db, db.info[KEYRING], lambda _line: None)
-        assert totals["deliveries"] == 2
+        assert (totals["deliveries"], totals["secrets"]) == (2, 1)
         restored = await stored_payloads(sealed, hook["id"])
         assert {payload_version(v) for v in restored.values()} == {2}
+        secret = await stored_secret(sealed, hook["id"])
+        assert key_version(base64.b64decode(secret[len(TEXT_MARK) :])) == 2
         assert (await h.post(url)).status_code == 202
-        assert (await rx.wait_for(4))[3].body == first.body
+        last = (await rx.wait_for(4))[3]
+        assert last.body == first.body
+        assert last.signature_ok, "signed with the same secret, opened under the new version"

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, attributes
 from parley.governance.crypto.columns import KEYRING, open_blob, seal_blob
 from parley.governance.crypto.envelope import MasterKey
 from parley.governance.crypto.keyring import KeyRing
+from parley.integrations.sealing import open_secret, seal_secret
 from parley.storage import models as m
 from parley.storage.database import Database
 
@@ -50,7 +51,14 @@ async def rotate_data_keys(db: Database, ring: KeyRing, say: Progress) -> dict[s
     """A new data key version per tenant, then every row re-encrypted under it."""
     db.info[KEYRING] = ring
     tenants = await db.read(lambda s: list(s.scalars(select(m.Tenant.id)).all()))
-    totals = {"tenants": 0, "messages": 0, "events": 0, "deliveries": 0, "documents": 0}
+    totals = {
+        "tenants": 0,
+        "messages": 0,
+        "events": 0,
+        "deliveries": 0,
+        "secrets": 0,
+        "documents": 0,
+    }
     for number, tenant_id in enumerate(sorted(tenants), start=1):
 
         def add(s: Session, tenant_id: str = tenant_id) -> int:
@@ -62,6 +70,7 @@ async def rotate_data_keys(db: Database, ring: KeyRing, say: Progress) -> dict[s
             "messages": await _reseal_rows(db, tenant_id, m.Message, ("text", "parts")),
             "events": await _reseal_rows(db, tenant_id, m.Event, ("data",)),
             "deliveries": await _reseal_rows(db, tenant_id, m.WebhookDelivery, ("payload",)),
+            "secrets": await _reseal_secrets(db, tenant_id),
             "documents": await _reseal_docs(db, tenant_id),
         }
         for name, value in counts.items():
@@ -70,7 +79,7 @@ async def rotate_data_keys(db: Database, ring: KeyRing, say: Progress) -> dict[s
         say(
             f"[{number}/{len(tenants)}] tenant {tenant_id}: key version {version}, "
             f"{counts['messages']} messages, {counts['events']} events, "
-            f"{counts['deliveries']} webhook deliveries, "
+            f"{counts['deliveries']} webhook deliveries, {counts['secrets']} webhook secrets, "
             f"{counts['documents']} document rows re-encrypted"
         )
     return totals
@@ -103,6 +112,19 @@ async def _reseal_rows(db: Database, tenant_id: str, model: Any, columns: tuple[
             return total
         after = result[:-1]
         total += result[-1]
+
+
+async def _reseal_secrets(db: Database, tenant_id: str) -> int:
+    """Webhook signing secrets, sealed under the newest version (plaintext ones sealed too)."""
+
+    def work(s: Session) -> int:
+        hooks = s.scalars(select(m.Webhook).where(m.Webhook.tenant_id == tenant_id)).all()
+        for hook in hooks:
+            secret = open_secret(s, tenant_id, hook.id, hook.secret)
+            hook.secret = seal_secret(s, tenant_id, hook.id, secret)
+        return len(hooks)
+
+    return await db.write(work)
 
 
 async def _reseal_docs(db: Database, tenant_id: str) -> int:
