@@ -141,7 +141,7 @@ async def test_ephemeral_events_reach_a_subscriber_waiting_for_the_feed() -> Non
 def delivered_feed(last: int) -> SessionFeed:
     feed = feed_with([])
     feed.initialise(0)
-    feed.note_history(0)
+    feed.note_history(0, 0)
     for seq in range(1, last + 1):
         feed.accept(OutEvent.from_frame(frame(seq)))
     return feed
@@ -159,14 +159,30 @@ async def test_recent_events_answer_a_resume_only_when_they_are_all_of_it() -> N
 
 async def test_a_newer_history_revision_drops_the_recent_events() -> None:
     feed = delivered_feed(3)
-    feed.note_history(0)
+    feed.note_history(0, 3)
     assert [e.seq for e in feed.recent_after(1, 3, 0) or []] == [2, 3]
-    feed.note_history(1)  # a purge rewrote stored events
+    feed.note_history(1, 3)  # a purge rewrote stored events
     assert feed.recent_after(1, 3, 1) is None
-    feed.note_history(0)  # a reader from before the purge does not turn it back
+    feed.note_history(0, 3)  # a reader from before the purge does not turn it back
     assert feed.recent_after(1, 3, 0) is None
     feed.accept(OutEvent.from_frame(frame(4)))
     assert [e.seq for e in feed.recent_after(3, 4, 1) or []] == [4]
+
+
+async def test_events_in_flight_through_a_purge_are_not_kept() -> None:
+    """Events 4 and 5 were committed before a purge and reach the feed after a subscriber
+    read the purge's revision (and last seq 5): their content may be what the purge blanked,
+    so a resume must read storage for them; event 6, committed after, is kept."""
+    feed = delivered_feed(3)
+    feed.note_history(1, 5)
+    feed.accept(OutEvent.from_frame(frame(4)))
+    feed.accept(OutEvent.from_frame(frame(5)))
+    assert feed.delivered == 5
+    assert feed.recent_after(3, 5, 1) is None
+    assert feed.recent_after(4, 5, 1) is None
+    feed.accept(OutEvent.from_frame(frame(6)))
+    assert feed.recent_after(4, 6, 1) is None
+    assert [e.seq for e in feed.recent_after(5, 6, 1) or []] == [6]
 
 
 async def test_a_skipped_seq_empties_the_recent_events() -> None:

@@ -78,6 +78,9 @@ class SessionFeed:
         # the session's stored history revision ``history`` (``models.Session.history_rev``).
         self._recent: deque[tuple[float, OutEvent]] = deque(maxlen=RECENT_EVENTS)
         self.history: int | None = None
+        # Events up to this seq were stored before the newest known purge, so what the broker
+        # carries of them may be content the purge blanked: they are never kept in memory.
+        self._purged_through = 0
 
     def __len__(self) -> int:
         return len(self.live) + len(self.replaying)
@@ -126,16 +129,21 @@ class SessionFeed:
         recent = self._recent
         if recent and recent[-1][1].seq != event.seq - 1:
             recent.clear()
-        recent.append((time.monotonic(), event))
+        if event.seq > self._purged_through:
+            recent.append((time.monotonic(), event))
         self._fanout(event, include_replaying=True)
 
-    def note_history(self, history: int) -> None:
-        """A subscriber read the session's stored history revision ``history`` with its
-        access. A newer one means stored events were rewritten (a purge) since the recent
-        events were delivered: they are dropped."""
+    def note_history(self, history: int, last_seq: int) -> None:
+        """A subscriber read the session's stored history revision ``history`` and its
+        ``last_seq`` with its access. A newer revision means stored events were rewritten (a
+        purge) since the recent events were delivered: they are dropped, and so are events up
+        to ``last_seq`` still on their way through the broker (committed before the purge,
+        they carry what it blanked). The first revision a feed learns counts as new when it
+        is not 0: the purge may have come after the feed started."""
         if self.history is None or history > self.history:
-            if self.history is not None:
-                self._recent.clear()
+            self._recent.clear()
+            if history:
+                self._purged_through = max(self._purged_through, last_seq)
             self.history = history
 
     def recent_after(self, since_seq: int, last_seq: int, history: int) -> list[OutEvent] | None:

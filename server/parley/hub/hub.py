@@ -210,7 +210,7 @@ class Hub:
         subs[session_id] = feed
         sub = feed.add_replaying(conn)
         if history is not None:
-            feed.note_history(history)
+            feed.note_history(history, last_seq)
         try:
             if since_seq is None:
                 # Every event after what the feed delivered reaches this subscription through
