@@ -21,7 +21,7 @@ import httpx
 import msgpack
 from websockets.asyncio.client import connect
 
-from load_tests.servers import BENCH_ENV, free_port
+from load_tests.servers import BENCH_ENV, cpu_seconds, free_port
 
 
 def start_server(
@@ -111,14 +111,14 @@ async def run(args: argparse.Namespace) -> None:
                 sid = (await h.post(base + "/api/v1/sessions", json={"title": "bench"})).json()[
                     "id"
                 ]
-            await bench(ports, sid, args)
+            await bench(ports, sid, args, [proc.pid for proc in procs])
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(30)
 
 
-async def bench(ports: list[int], sid: str, args: argparse.Namespace) -> None:
+async def bench(ports: list[int], sid: str, args: argparse.Namespace, pids: list[int]) -> None:
     urls = [f"ws://127.0.0.1:{port}/ws?format=msgpack&token=" for port in ports]
     total = args.messages
     latencies: list[float] = []
@@ -127,7 +127,8 @@ async def bench(ports: list[int], sid: str, args: argparse.Namespace) -> None:
 
     async def subscriber(i: int, ready: asyncio.Event) -> None:
         url = urls[i % len(urls)]
-        async with connect(url + token(f"sub{i}"), max_size=None, compression=None) as ws:
+        compression = "deflate" if args.compression else None
+        async with connect(url + token(f"sub{i}"), max_size=None, compression=compression) as ws:
             await ws.recv()
             await ws.send(msgpack.packb({"type": "subscribe", "id": 1, "session": sid}))
             while True:
@@ -194,10 +195,12 @@ async def bench(ports: list[int], sid: str, args: argparse.Namespace) -> None:
     for r in readies:
         await r.wait()
     per = total // args.publishers
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     start = time.perf_counter()
     await asyncio.gather(*(publisher(p, per) for p in range(args.publishers)))
     await asyncio.wait_for(done.wait(), 120)
     elapsed = time.perf_counter() - start
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
     await asyncio.gather(*subs)
     delivered = sum(counts)
     print(
@@ -208,6 +211,7 @@ async def bench(ports: list[int], sid: str, args: argparse.Namespace) -> None:
     )
     print(f"  committed messages/s : {total / elapsed:10.0f}")
     print(f"  delivered frames/s   : {delivered / elapsed:10.0f}")
+    print(f"  server CPU per frame : {cpu / delivered * 1e6:8.2f} us ({cpu / elapsed:.0%} busy)")
     print(f"  latency p50          : {statistics.median(latencies) * 1000:8.2f} ms")
     print(f"  latency p99          : {percentile(latencies, 0.99) * 1000:8.2f} ms")
     print(f"  latency p99.9        : {percentile(latencies, 0.999) * 1000:8.2f} ms")
@@ -225,6 +229,11 @@ def main() -> None:
     parser.add_argument("--database-url", help="e.g. postgresql+asyncpg://postgres@127.0.0.1/test")
     parser.add_argument("--hubs", type=int, default=1, help="hub processes (more than 1: Redis)")
     parser.add_argument("--broker-url", help="e.g. redis://127.0.0.1:6379/0 (needed for --hubs)")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="subscribers offer permessage-deflate, as browsers do",
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})

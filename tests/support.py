@@ -59,9 +59,10 @@ class RunningServer:
         deflate: bool = False,
         **kw: Any,
     ) -> AsyncIterator[WsClient]:
-        """A connected, authenticated client (welcome already received). Without ``deflate``
-        it negotiates no compression, as bots and the load harness: the server then writes
-        its frames straight to the socket (hub/wire.py); with it, through the ASGI path."""
+        """A connected, authenticated client (welcome already received). With ``deflate`` it
+        offers compression, as browsers do; a server with ``ws_compression`` on accepts, and
+        then writes its frames through the ASGI path instead of straight to the socket
+        (hub/wire.py)."""
         fmt = "msgpack" if binary else "json"
         url = f"{self.ws_url}?format={fmt}&token={self.token(user, tenant, **kw)}"
         compression = "deflate" if deflate else None

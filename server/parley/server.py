@@ -71,6 +71,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         # are cut off by the transport (close 1009) so a hostile client cannot exhaust memory.
         # /yjs shares the transport: never cut off a document update the settings allow.
         ws_max_size=max(settings.max_frame_bytes * 4, settings.doc_max_update_bytes + 64 * 1024),
+        ws_per_message_deflate=settings.ws_compression,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         lifespan="on",

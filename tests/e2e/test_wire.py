@@ -1,27 +1,69 @@
 """Frames written straight to the socket (hub/wire.py) and through ASGI (clients that
-negotiated compression) carry the same events, in the same order, in both encodings."""
+negotiated compression) carry the same events, in the same order, in both encodings; and
+compression is negotiated only where the server offers it (``PARLEY_WS_COMPRESSION``)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from tests.support import RunningServer
+import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+
+from parley.config import Settings
+from tests.support import RunningServer, WsClient, start_server
+
+
+@pytest.fixture
+async def compressing(
+    database_url: str, settings_factory: Callable[..., Settings]
+) -> AsyncIterator[RunningServer]:
+    settings = settings_factory(database_url=database_url, ws_compression=True)
+    async with start_server(settings) as running:
+        yield running
+
+
+def deflated(client: WsClient) -> bool:
+    return any(isinstance(e, PerMessageDeflate) for e in client.ws.protocol.extensions)
+
+
+async def test_compression_is_declined_unless_the_server_offers_it(
+    sqlite_server: RunningServer,
+) -> None:
+    """By default a client that offers permessage-deflate (every browser) gets none, and so
+    the frames every subscriber shares."""
+    sid = await sqlite_server.create_session("alice")
+    async with (
+        sqlite_server.client("alice") as alice,
+        sqlite_server.client("alice", deflate=True) as browser_like,
+    ):
+        assert not deflated(browser_like)
+        await browser_like.subscribe(sid)
+        await alice.send({"type": "send", "id": "m", "session": sid, "text": "plain"})
+        [event] = await browser_like.events(1)
+        assert event["data"]["message"]["text"] == "plain"
 
 
 def _summary(events: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
     return [(e["seq"], e["event"], e["data"].get("message", {}).get("text", "")) for e in events]
 
 
-async def test_direct_and_compressed_clients_get_the_same_events(server: RunningServer) -> None:
+async def test_direct_and_compressed_clients_get_the_same_events(
+    compressing: RunningServer,
+) -> None:
+    server = compressing
     sid = await server.create_session("alice")
     async with (
         server.client("alice") as alice,
         server.client("alice", binary=True) as plain_binary,
-        server.client("alice", deflate=True) as deflated,
-        server.client("alice", binary=True, deflate=True) as deflated_binary,
+        server.client("alice", deflate=True) as compressed,
+        server.client("alice", binary=True, deflate=True) as compressed_binary,
     ):
-        watchers = [plain_binary, deflated, deflated_binary]
+        assert not deflated(plain_binary)
+        assert deflated(compressed)
+        assert deflated(compressed_binary)
+        watchers = [plain_binary, compressed, compressed_binary]
         for w in watchers:
             await w.subscribe(sid)
         # Sent without waiting for each ack: the fan-out finds queues empty and non-empty.
