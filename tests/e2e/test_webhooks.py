@@ -270,6 +270,7 @@ async def test_a_name_that_rebinds_to_a_private_address_is_not_called(
         assert rx.requests == [], "the delivery reached the private address"
         error = delivery["log"][0]["error"] or ""
         assert "resolves to a private or local address (127.0.0.1)" in error, delivery
+        assert "PARLEY_WEBHOOK_ALLOW_PRIVATE" in error
         assert dns.lookups >= 3
 
 

@@ -65,14 +65,23 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
         return
     host = urlsplit(url).hostname or ""
     try:
-        addresses = [host] if _is_ip(host) else await _resolve(host)
+        addresses = await _addresses(host)
     except OSError as exc:
         raise InvalidRequest(f"url host {host!r} does not resolve: {exc}") from None
-    if any(_forbidden(a) for a in addresses):
-        raise InvalidRequest(
-            f"url host {host!r} is a private or local address; "
-            "an operator may allow that with PARLEY_WEBHOOK_ALLOW_PRIVATE"
-        )
+    refusal = _private_refusal(host, addresses)
+    if refusal is not None:
+        raise InvalidRequest(refusal)
+
+
+def _private_refusal(host: str, addresses: list[str]) -> str | None:
+    """Why ``host`` may not be called at ``addresses`` (None: it may)."""
+    private = [a for a in addresses if _forbidden(a)]
+    if not private:
+        return None
+    return (
+        f"url host {host!r} is or resolves to a private or local address "
+        f"({', '.join(private)}); an operator may allow that with PARLEY_WEBHOOK_ALLOW_PRIVATE"
+    )
 
 
 def _is_ip(host: str) -> bool:
@@ -83,7 +92,10 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-async def _resolve(host: str) -> list[str]:
+async def _addresses(host: str) -> list[str]:
+    """The addresses to connect to for ``host`` (itself when it is one)."""
+    if _is_ip(host):
+        return [host]
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
@@ -106,14 +118,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
-                addresses = [host] if _is_ip(host) else await _resolve(host)
+                addresses = await _addresses(host)
         except (OSError, TimeoutError) as exc:
-            raise httpcore.ConnectError(f"{host} does not resolve: {exc or 'timed out'}") from exc
-        if not self._allow_private and any(_forbidden(a) for a in addresses):
             raise httpcore.ConnectError(
-                f"{host} resolves to a private or local address ({', '.join(addresses)}); "
-                "an operator may allow that with PARLEY_WEBHOOK_ALLOW_PRIVATE"
-            )
+                f"url host {host!r} does not resolve: {exc or 'timed out'}"
+            ) from exc
+        refusal = None if self._allow_private else _private_refusal(host, addresses)
+        if refusal is not None:
+            raise httpcore.ConnectError(refusal)
         for address in addresses[:-1]:
             with contextlib.suppress(httpcore.ConnectError, httpcore.ConnectTimeout):
                 return await self._inner.connect_tcp(
