@@ -189,8 +189,8 @@ class Hub:
         since_seq: int | None,
         on_ready: Callable[[int, int, list[dict[str, str]]], None],
         *,
-        last_seq: int = 0,
-        history: int | None = None,
+        last_seq: int,
+        history: int,
     ) -> None:
         """Subscribe ``conn``; replay events after ``since_seq``, then go live.
         ``last_seq`` and ``history``: the session's last seq and history revision as the
@@ -209,8 +209,7 @@ class Hub:
             metrics.SUBSCRIPTIONS.inc()
         subs[session_id] = feed
         sub = feed.add_replaying(conn)
-        if history is not None:
-            feed.note_history(history, last_seq)
+        feed.note_history(history, last_seq)
         try:
             if since_seq is None:
                 # Every event after what the feed delivered reaches this subscription through
@@ -219,9 +218,7 @@ class Hub:
                 floor = max(feed.delivered or 0, last_seq)
                 replayed = 0
             else:
-                recent = (
-                    feed.recent_after(since_seq, last_seq, history) if history is not None else None
-                )
+                recent = feed.recent_after(since_seq, last_seq, history)
                 if recent is None:
                     floor, replayed = await self._replay(conn, session_id, since_seq)
                 else:
