@@ -45,11 +45,20 @@ def room(**limits: int) -> Room:
     return Room("t", "s", Limits(**limits), clock=lambda: float(next(clock)))
 
 
-def update_of(change: Any) -> bytes:
-    """The update a client produces for ``change(doc)``."""
+def recording(start: bytes | None = None) -> tuple[Doc[Any], list[bytes]]:
+    """A client's document (holding ``start``, if given) and the list of the updates it makes
+    from now on."""
     doc: Doc[Any] = Doc()
+    if start is not None:
+        doc.apply_update(start)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
+    return doc, updates
+
+
+def update_of(change: Any) -> bytes:
+    """The update a client produces for ``change(doc)``."""
+    doc, updates = recording()
     change(doc)
     return updates[-1]
 
@@ -165,9 +174,7 @@ def test_limits() -> None:
     with pytest.raises(ParleyError) as info:
         r.receive(e, create_update_message(big))
     assert info.value.code == ErrorCode.UPDATE_TOO_LARGE
-    doc: Doc[Any] = Doc()
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
+    doc, updates = recording()
     notes = doc.get("notes", type=Text)
     with pytest.raises(ParleyError) as info:  # noqa: PT012 - fill up to the limit, then over it
         for _ in range(10):
@@ -184,9 +191,7 @@ def test_annotation_events_are_announced_by_the_process_of_the_writer() -> None:
     r = room()
     e = peer("e")
     r.join(e)
-    doc: Doc[Any] = Doc()
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
+    doc, updates = recording()
     annotations = doc.get("annotations", type=Map)
     annotations["a1"] = Map({"id": "a1", "author": "e", "body": "draft"})  # no message yet
     assert r.receive(e, create_update_message(updates[-1])).events == []
@@ -250,9 +255,7 @@ def test_deferred_relays_go_out_once_enough_piled_up() -> None:
     a, b = peer("a"), peer("b")
     r.join(a)
     r.join(b)
-    doc: Doc[Any] = Doc()
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
+    doc, updates = recording()
     notes = doc.get("notes", type=Text)
     for i in range(MAX_DEFERRED_RELAYS):
         notes.insert(i, "x")
@@ -271,9 +274,7 @@ def test_an_update_that_integrates_waiting_changes_does_not_confuse_later_checks
     r = room()
     e = peer("e")
     r.join(e)
-    source: Doc[Any] = Doc()
-    updates: list[bytes] = []
-    source.observe(lambda event: updates.append(event.update))
+    source, updates = recording()
     notes = source.get("notes", type=Text)
     notes.insert(0, "a")
     notes.insert(1, "b")
@@ -281,10 +282,7 @@ def test_an_update_that_integrates_waiting_changes_does_not_confuse_later_checks
     r.apply_remote(second)  # waits inside the document for the first
     r.receive(e, create_update_message(first))  # integrates both
     assert str(r.doc.get("notes", type=Text)) == "ab"
-    follower: Doc[Any] = Doc()
-    follower.apply_update(source.get_update())
-    follower_updates: list[bytes] = []
-    follower.observe(lambda event: follower_updates.append(event.update))
+    follower, follower_updates = recording(source.get_update())
     follower.get("notes", type=Text).insert(2, "c")  # builds on "b", integrated indirectly
     assert r.receive(e, create_update_message(follower_updates[-1])).update is not None
     assert str(r.doc.get("notes", type=Text)) == "abc"
